@@ -1,0 +1,1 @@
+//! `plinth-ingest`: the ingestion service clients post data to through the load balancer.
