@@ -1,1 +1,165 @@
-//! Shared helpers for the end-to-end tests: reading the local stack's endpoints.
+//! Shared helpers for the end-to-end tests: finding the local stack's endpoints (the env file
+//! `tests/stack/up` writes) and opening real clients to its Kubernetes API server, AWS emulator
+//! and MariaDB. A test that cannot reach a part fails with the command that starts it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The command a developer runs when a part of the stack is missing.
+pub const START_HINT: &str = "start the local stack first: `tests/stack/up` (then `. .stack/env`)";
+
+/// Why a test could not reach the local stack.
+#[derive(thiserror::Error)]
+pub enum StackError {
+    /// The variable is neither in the environment nor in `.stack/env`.
+    #[error("{0} is not set and .stack/env does not define it; {START_HINT}")]
+    Missing(&'static str),
+    /// The part answered with an error or did not answer.
+    #[error("cannot reach {part} at {endpoint}: {source}; {START_HINT}")]
+    Unreachable {
+        /// Which part of the stack.
+        part: &'static str,
+        /// Where it was expected.
+        endpoint: String,
+        /// What the client reported.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Tests `unwrap()` these errors; Debug shows the same sentence as Display so the failure says
+/// which part is missing and the command that starts it.
+impl std::fmt::Debug for StackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Variables from `.stack/env`, read once, used when the process environment lacks them so
+/// that `cargo test` works right after `tests/stack/up` without sourcing anything.
+fn env_file() -> &'static HashMap<String, String> {
+    static VARS: OnceLock<HashMap<String, String>> = OnceLock::new();
+    VARS.get_or_init(|| {
+        let dir = std::env::var_os("PLINTH_STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack"));
+        let Ok(text) = std::fs::read_to_string(dir.join("env")) else {
+            return HashMap::new();
+        };
+        text.lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
+            .collect()
+    })
+}
+
+/// One endpoint of the stack: the process environment first, then `.stack/env`.
+pub fn stack_var(name: &'static str) -> Result<String, StackError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env_file().get(name).cloned())
+        .ok_or(StackError::Missing(name))
+}
+
+/// A name no other test or run uses, for namespaces, databases and tags, so tests can run at
+/// once against one stack and reruns never collide with leftovers.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
+}
+
+/// AWS SDK configuration pointing at the emulator with the stack's dummy credentials.
+pub async fn aws_config() -> Result<aws_config::SdkConfig, StackError> {
+    let endpoint = stack_var("AWS_ENDPOINT_URL")?;
+    let region = stack_var("AWS_REGION")?;
+    let key = stack_var("AWS_ACCESS_KEY_ID")?;
+    let secret = stack_var("AWS_SECRET_ACCESS_KEY")?;
+    let credentials =
+        aws_sdk_ec2::config::Credentials::new(key, secret, None, None, "plinth-stack");
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region))
+        .credentials_provider(credentials)
+        .load()
+        .await)
+}
+
+/// A Kubernetes client for the stack's API server, with the admin kubeconfig `up` wrote.
+pub async fn kube_client() -> Result<kube::Client, StackError> {
+    let path = stack_var("KUBECONFIG")?;
+    let unreachable = |source: Box<dyn std::error::Error + Send + Sync>| StackError::Unreachable {
+        part: "kube-apiserver",
+        endpoint: path.clone(),
+        source,
+    };
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&path).map_err(|e| unreachable(e.into()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| unreachable(e.into()))?;
+    let client = kube::Client::try_from(config).map_err(|e| unreachable(e.into()))?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| unreachable(e.into()))?;
+    Ok(client)
+}
+
+/// A fresh MariaDB database for one test, dropped by [`TestDatabase::drop_database`].
+pub struct TestDatabase {
+    /// A pool connected to the new database.
+    pub pool: sqlx::MySqlPool,
+    /// The database's name.
+    pub name: String,
+    server: sqlx::MySqlPool,
+}
+
+impl TestDatabase {
+    /// Creates a uniquely named database on the stack's MariaDB.
+    pub async fn create() -> Result<Self, StackError> {
+        let url = stack_var("DATABASE_URL")?;
+        let unreachable = |source: sqlx::Error| StackError::Unreachable {
+            part: "MariaDB",
+            endpoint: url.clone(),
+            source: source.into(),
+        };
+        let server = sqlx::mysql::MySqlPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .map_err(unreachable)?;
+        let name = unique_name("t").replace('-', "_");
+        // The name is generated here, never user input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4"
+        )))
+        .execute(&server)
+        .await
+        .map_err(unreachable)?;
+        let pool = sqlx::MySqlPool::connect(&format!("{}/{name}", url.trim_end_matches('/')))
+            .await
+            .map_err(unreachable)?;
+        Ok(Self { pool, name, server })
+    }
+
+    /// Drops the database; tests call it at the end so MariaDB does not fill with leftovers.
+    pub async fn drop_database(self) -> Result<(), sqlx::Error> {
+        self.pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE `{}`",
+            self.name
+        )))
+        .execute(&self.server)
+        .await?;
+        Ok(())
+    }
+}
