@@ -1,0 +1,162 @@
+//! The `DataPlatform` status: what the operator observed and built. Written only by the operator
+//! (server-side apply, one field manager). kstatus style: no `phase`, conditions instead.
+//! Never holds a secret value, only the secret's ARN.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types the operator sets. `Ready`, `Reconciling` and `Stalled` carry the kstatus
+/// meaning that `kubectl wait`, Argo CD and Flux read; each component adds its own
+/// (`NetworkReady`, `DatabaseReady`, ...).
+pub mod condition_types {
+    /// Everything the spec asks for exists, matches, and serves traffic.
+    pub const READY: &str = "Ready";
+    /// The operator is making changes and expects to finish without help.
+    pub const RECONCILING: &str = "Reconciling";
+    /// The operator cannot make progress without a change to the spec or to AWS.
+    pub const STALLED: &str = "Stalled";
+}
+
+/// Observed state of a DataPlatform, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPlatformStatus {
+    /// The `metadata.generation` this status describes. Older than the object's generation
+    /// means the operator has not yet acted on the latest spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Current conditions: `Ready`, `Reconciling`, `Stalled`, and one per component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// URL of the platform, `https://<load balancer DNS name>` (or `http://` without a
+    /// certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// How the app reaches the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+
+    /// IDs of the AWS resources the operator created. Hints for cheap reads; the operator
+    /// finds its resources by tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesStatus>,
+
+    /// Which app version serves traffic and how far a rollout has got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppStatus>,
+
+    /// The last value of the `plinth.dev/reconcile-requested-at` annotation the operator acted
+    /// on (the Flux convention): equal to the annotation once the requested pass has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// Database outputs. No password: it stays in Secrets Manager.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// Writer endpoint host name of the Aurora cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Reader endpoint host name of the Aurora cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_endpoint: Option<String>,
+
+    /// Port the cluster listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+
+    /// ARN of the Secrets Manager secret that holds the database credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_arn: Option<String>,
+}
+
+/// IDs and ARNs of the AWS resources the platform is made of.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcesStatus {
+    /// ID of the VPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+
+    /// IDs of the public subnets (load balancer, NAT gateways), one per zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_subnet_ids: Vec<String>,
+
+    /// IDs of the private subnets (instances, database), one per zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_subnet_ids: Vec<String>,
+
+    /// ID of the internet gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_gateway_id: Option<String>,
+
+    /// IDs of the NAT gateways.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nat_gateway_ids: Vec<String>,
+
+    /// IDs of the security groups (load balancer, instances, database).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
+
+    /// ARN of the Application Load Balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_arn: Option<String>,
+
+    /// ARNs of the target groups (two during a blue/green rollout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_group_arns: Vec<String>,
+
+    /// ID of the launch template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template_id: Option<String>,
+
+    /// Names of the Auto Scaling groups (two during a blue/green rollout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_scaling_group_names: Vec<String>,
+
+    /// Identifier of the Aurora cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_cluster_identifier: Option<String>,
+
+    /// ARN of the instances' IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_role_arn: Option<String>,
+
+    /// ARN of the SNS topic the alarms notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_topic_arn: Option<String>,
+}
+
+/// The app's serving state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// Version that fully serves traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<String>,
+
+    /// The rollout in progress, absent when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Progress of a blue/green rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Version being rolled out.
+    pub target_version: String,
+
+    /// Percentage of traffic the new version gets now.
+    pub weight_percent: i32,
+
+    /// Index of the current step in `spec.app.rollout.steps`, from 0.
+    pub step: i32,
+}
