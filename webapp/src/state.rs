@@ -1,0 +1,27 @@
+//! The one state struct every handler receives.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::auth::KeyRateLimiter;
+use crate::config::Limits;
+use crate::database::Database;
+use crate::metrics::Metrics;
+
+/// Shared application state (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Arc<Limits>,
+    /// Per-API-key rate limiter.
+    pub rate_limiter: Arc<KeyRateLimiter>,
+    /// Woken when a job is queued, so an idle worker starts at once.
+    pub work_available: Arc<Notify>,
+    /// Attempts a new job gets.
+    pub max_attempts: u32,
+}
