@@ -2,6 +2,8 @@
 //! `tests/stack/up` writes) and opening real clients to its Kubernetes API server, AWS emulator
 //! and MariaDB. A test that cannot reach a part fails with the command that starts it.
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,0 +1,208 @@
+//! One platform as the controller and the CLI see it: the engine's pass (desired → observe →
+//! plan → act) over the list of AWS components, and the verdicts it supports — one condition
+//! per component group (`NetworkReady`, …), derived from what the pass planned and what AWS
+//! answered, never from memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use plinth_crds::DataPlatformSpec;
+
+use crate::aws::AwsRegions;
+use crate::controller::conditions::Verdict;
+pub use crate::engine::PassError;
+use crate::engine::{
+    Component, Components, DuplicateKind, Engine, ExecuteOptions, Kind, ObservedResource, Pass,
+    Plan, Report, Scope,
+};
+
+/// Components that share one status condition, e.g. everything of the network.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The condition type, e.g. `NetworkReady`.
+    pub condition: &'static str,
+    /// The kinds that make up the group.
+    pub kinds: Vec<Kind>,
+}
+
+/// What one apply pass planned and did, and how each component group stands.
+#[derive(Debug)]
+pub struct PassOutcome {
+    /// The engine's pass.
+    pub pass: Pass,
+    /// One verdict per component group.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl PassOutcome {
+    /// AWS matches the spec: nothing was planned and nothing is on its way.
+    pub fn is_converged(&self) -> bool {
+        self.pass.plan.is_empty() && self.pass.report.is_settled()
+    }
+}
+
+/// The engine wired to a list of components.
+pub struct Platform {
+    components: Components<DataPlatformSpec>,
+    groups: Vec<Group>,
+    options: ExecuteOptions,
+}
+
+impl Platform {
+    /// A platform engine over `components`, reporting a condition per group.
+    pub fn new(
+        components: impl IntoIterator<Item = Arc<dyn Component<DataPlatformSpec>>>,
+        groups: Vec<Group>,
+        options: ExecuteOptions,
+    ) -> Result<Self, DuplicateKind> {
+        Ok(Self {
+            components: Components::new(components)?,
+            groups,
+            options,
+        })
+    }
+
+    /// The condition types this platform reports, besides Ready/Reconciling/Stalled.
+    pub fn group_conditions(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.groups.iter().map(|g| g.condition)
+    }
+
+    fn engine<'a>(&'a self, scope: &'a Scope) -> Engine<'a, DataPlatformSpec> {
+        Engine::new(&self.components, scope, self.options)
+    }
+
+    /// What a pass would do; changes nothing (`plinth plan`).
+    pub async fn plan(&self, scope: &Scope, spec: &DataPlatformSpec) -> Result<Pass, PassError> {
+        self.engine(scope).preview(spec).await
+    }
+
+    /// One pass toward the spec.
+    pub async fn apply(
+        &self,
+        scope: &Scope,
+        spec: &DataPlatformSpec,
+    ) -> Result<PassOutcome, PassError> {
+        let pass = self.engine(scope).reconcile(spec).await?;
+        let verdicts = self.verdicts(&pass.plan, &pass.report);
+        Ok(PassOutcome { pass, verdicts })
+    }
+
+    /// One pass of deleting everything tagged for the platform that `retain` does not keep,
+    /// dependents first. `pass.found == 0` means nothing (else) remains.
+    pub async fn teardown(
+        &self,
+        scope: &Scope,
+        spec: &DataPlatformSpec,
+        retain: &(dyn Fn(&ObservedResource) -> bool + Sync),
+    ) -> Result<Pass, PassError> {
+        self.engine(scope).teardown(Some(spec), retain).await
+    }
+
+    /// Judges each group: ready only when the pass planned nothing for its kinds and nothing
+    /// of them is pending or failed.
+    fn verdicts(&self, plan: &Plan, report: &Report) -> Vec<Verdict> {
+        self.groups
+            .iter()
+            .map(|group| {
+                let kinds: BTreeSet<Kind> = group.kinds.iter().copied().collect();
+                let mine = |kind: &Kind| kinds.contains(kind);
+                if let Some(failure) = report.refused.iter().find(|f| mine(&f.kind)) {
+                    return Verdict::new(
+                        group.condition,
+                        false,
+                        "Refused",
+                        format!("{}: {}", failure.key, failure.error),
+                    );
+                }
+                if let Some(failure) = report.retryable.iter().find(|f| mine(&f.kind)) {
+                    return Verdict::new(
+                        group.condition,
+                        false,
+                        "Retrying",
+                        format!("{}: {}", failure.key, failure.error),
+                    );
+                }
+                let acted = plan.actions.iter().filter(|a| mine(&a.kind)).count();
+                let waiting = plan.waits.iter().filter(|w| mine(&w.kind)).count();
+                if acted == 0 && waiting == 0 {
+                    Verdict::new(
+                        group.condition,
+                        true,
+                        "Available",
+                        "every resource exists and matches the spec",
+                    )
+                } else if let Some(wait) = plan.waits.iter().find(|w| mine(&w.kind)) {
+                    Verdict::new(
+                        group.condition,
+                        false,
+                        "Progressing",
+                        format!(
+                            "{} {}; {acted} change(s) in this pass",
+                            wait.key, wait.reason
+                        ),
+                    )
+                } else {
+                    Verdict::new(
+                        group.condition,
+                        false,
+                        "Progressing",
+                        format!("{acted} change(s) in this pass"),
+                    )
+                }
+            })
+            .collect()
+    }
+}
+
+/// Where the controller finds the engine for a platform: each platform names its own region, and
+/// each region has its own AWS clients.
+pub enum Platforms {
+    /// One engine for every platform, whatever its region (tests of the Kubernetes side).
+    Fixed(Arc<Platform>),
+    /// One engine per region, built over that region's clients the first time it is needed.
+    PerRegion {
+        /// The AWS clients of each region.
+        regions: AwsRegions,
+        /// The engines built so far.
+        engines: Mutex<HashMap<String, Arc<Platform>>>,
+        /// Builds an engine over one region's clients (normally `components::platform`).
+        build: fn(&crate::aws::AwsClients) -> Result<Platform, DuplicateKind>,
+    },
+}
+
+impl Platforms {
+    /// Engines per region over `regions`, built by `build`.
+    pub fn per_region(
+        regions: AwsRegions,
+        build: fn(&crate::aws::AwsClients) -> Result<Platform, DuplicateKind>,
+    ) -> Self {
+        Self::PerRegion {
+            regions,
+            engines: Mutex::default(),
+            build,
+        }
+    }
+
+    /// The engine for platforms in `region`.
+    pub async fn for_region(&self, region: &str) -> Result<Arc<Platform>, DuplicateKind> {
+        match self {
+            Self::Fixed(platform) => Ok(platform.clone()),
+            Self::PerRegion {
+                regions,
+                engines,
+                build,
+            } => {
+                let mut engines = engines.lock().await;
+                if let Some(platform) = engines.get(region) {
+                    return Ok(platform.clone());
+                }
+                let clients = regions.get(region).await;
+                let platform = Arc::new(build(&clients)?);
+                engines.insert(region.to_owned(), platform.clone());
+                Ok(platform)
+            }
+        }
+    }
+}
