@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Client, ResourceExt};
 use plinth_crds::DataPlatform;
 use plinth_operator::controller::{self, Settings};
@@ -118,8 +120,23 @@ impl TestNamespace {
         found
     }
 
-    /// Deletes the namespace (and what is left in it).
+    /// DataPlatforms in this namespace as untyped objects, for specs the typed API cannot hold.
+    pub fn dynamic(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.name,
+            &ApiResource::erase::<DataPlatform>(&()),
+        )
+    }
+
+    /// Deletes the test's DataPlatforms, then the namespace. The objects go first because the
+    /// stack runs no namespace controller (a deleted namespace stays `Terminating` with its
+    /// contents), and an operator under test elsewhere must not find them.
     pub async fn delete(self) {
+        let _ = self
+            .platforms()
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces
             .delete(&self.name, &DeleteParams::default())

@@ -79,6 +79,22 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
 }
 
+/// A `kubectl` command for the stack's API server: the kubectl `tests/stack/up` built (not
+/// whatever is on PATH) with the stack's admin kubeconfig.
+pub fn kubectl() -> Result<std::process::Command, StackError> {
+    let bin_dirs = stack_var("PLINTH_BIN")?;
+    let kubeconfig = stack_var("KUBECONFIG")?;
+    let binary = std::env::split_paths(&bin_dirs)
+        .map(|dir| dir.join("kubectl"))
+        .find(|path| path.is_file())
+        .ok_or(StackError::Missing(
+            "PLINTH_BIN (a directory holding kubectl)",
+        ))?;
+    let mut command = std::process::Command::new(binary);
+    command.env("KUBECONFIG", kubeconfig);
+    Ok(command)
+}
+
 /// AWS SDK configuration pointing at the emulator with the stack's dummy credentials.
 pub async fn aws_config() -> Result<aws_config::SdkConfig, StackError> {
     let endpoint = stack_var("AWS_ENDPOINT_URL")?;
