@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use plinth_crds::DataPlatformSpec;
+use plinth_crds::{DataPlatformSpec, DataPlatformStatus};
 
 use crate::aws::AwsRegions;
 use crate::controller::conditions::Verdict;
 pub use crate::engine::PassError;
 use crate::engine::{
-    Component, Components, DuplicateKind, Engine, ExecuteOptions, Kind, ObservedResource, Pass,
-    Plan, Report, Scope,
+    Component, Components, DuplicateKind, Engine, ExecuteOptions, Kind, Observed, ObservedResource,
+    Pass, Plan, Report, Scope,
 };
 
 /// Components that share one status condition, e.g. everything of the network.
@@ -43,10 +43,15 @@ impl PassOutcome {
     }
 }
 
+/// Writes one component family's outputs (resource ids, endpoints) into the status from what a
+/// pass observed.
+pub type Outputs = fn(&Observed, &mut DataPlatformStatus);
+
 /// The engine wired to a list of components.
 pub struct Platform {
     components: Components<DataPlatformSpec>,
     groups: Vec<Group>,
+    outputs: Vec<Outputs>,
     options: ExecuteOptions,
 }
 
@@ -60,8 +65,23 @@ impl Platform {
         Ok(Self {
             components: Components::new(components)?,
             groups,
+            outputs: Vec::new(),
             options,
         })
+    }
+
+    /// Adds the families' output writers, run in order on every pass's observations.
+    #[must_use]
+    pub fn with_outputs(mut self, outputs: impl IntoIterator<Item = Outputs>) -> Self {
+        self.outputs.extend(outputs);
+        self
+    }
+
+    /// Writes every family's outputs from `observed` into `status`.
+    pub fn write_outputs(&self, observed: &Observed, status: &mut DataPlatformStatus) {
+        for write in &self.outputs {
+            write(observed, status);
+        }
     }
 
     /// The condition types this platform reports, besides Ready/Reconciling/Stalled.

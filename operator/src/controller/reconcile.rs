@@ -111,7 +111,11 @@ async fn reconcile_inner(
 
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
     match platform.apply(&scope, &dp.spec).await {
-        Ok(outcome) => apply_outcome(ctx, &api, dp, outcome).await,
+        Ok(outcome) => {
+            let mut status = dp.status.clone().unwrap_or_default();
+            platform.write_outputs(&outcome.pass.observed, &mut status);
+            apply_outcome(ctx, &api, dp, status, outcome).await
+        }
         Err(e) if e.is_refusal() => {
             stalled(ctx, &api, dp, refusal_reason(&e), &e.to_string()).await?;
             Ok((Action::await_change(), "stalled"))
@@ -148,6 +152,7 @@ async fn apply_outcome(
     ctx: &Context,
     api: &Api<DataPlatform>,
     dp: &DataPlatform,
+    status: DataPlatformStatus,
     outcome: PassOutcome,
 ) -> Result<(Action, &'static str), Error> {
     publish_changes(ctx, dp, &outcome.pass.report.applied).await;
@@ -169,7 +174,7 @@ async fn apply_outcome(
                 message.clone(),
             ),
         ]);
-        write_status(api, dp, &verdicts).await?;
+        write_status_from(api, dp, status, &verdicts).await?;
         publish(
             ctx,
             dp,
@@ -196,7 +201,7 @@ async fn apply_outcome(
         ]);
         let was_ready =
             conditions::is_true(current_conditions(dp), condition_types::READY).unwrap_or(false);
-        write_status(api, dp, &verdicts).await?;
+        write_status_from(api, dp, status, &verdicts).await?;
         if !was_ready {
             publish(
                 ctx,
@@ -223,7 +228,7 @@ async fn apply_outcome(
         Verdict::new(condition_types::RECONCILING, true, "Progressing", progress),
         Verdict::new(condition_types::STALLED, false, "Progressing", ""),
     ]);
-    write_status(api, dp, &verdicts).await?;
+    write_status_from(api, dp, status, &verdicts).await?;
     Ok((
         Action::requeue(ctx.settings.progress_interval),
         "progressing",
@@ -374,14 +379,24 @@ fn current_conditions(
         .unwrap_or_default()
 }
 
-/// Writes the whole status with server-side apply under one field manager. Conditions not in
-/// `verdicts` keep their current value; everything else the status holds is rebuilt each pass.
+/// Writes the status as it is with new verdicts merged into its conditions.
 async fn write_status(
     api: &Api<DataPlatform>,
     dp: &DataPlatform,
     verdicts: &[Verdict],
 ) -> Result<(), Error> {
-    let mut status = dp.status.clone().unwrap_or_default();
+    write_status_from(api, dp, dp.status.clone().unwrap_or_default(), verdicts).await
+}
+
+/// Writes the whole status with server-side apply under one field manager: `status` (outputs
+/// already filled in) with `verdicts` merged into the current conditions, which keep their
+/// transition times unless their status changed.
+async fn write_status_from(
+    api: &Api<DataPlatform>,
+    dp: &DataPlatform,
+    mut status: DataPlatformStatus,
+    verdicts: &[Verdict],
+) -> Result<(), Error> {
     status.conditions = conditions::merge(
         current_conditions(dp),
         verdicts,

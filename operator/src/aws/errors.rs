@@ -1,0 +1,246 @@
+//! AWS errors, classified by what the engine should do next, with AWS's code and message kept
+//! as AWS sent them; and creates that stay single when a response is lost.
+//!
+//! | AWS says | becomes |
+//! |---|---|
+//! | throttling (`RequestLimitExceeded`, `Throttling`, …), 5xx, no answer | `Retryable` |
+//! | `DependencyViolation` (something still uses it) | `Retryable` |
+//! | `IncorrectState`, `InvalidState…`, `Invalid…State…` (`InvalidDBClusterStateFault`) | `Pending` |
+//! | `….NotFound` (eventual consistency right after a create) | `Retryable` |
+//! | invalid parameters, permissions, quotas, anything else 4xx | `Refused` (`Stalled`) |
+//!
+//! The SDK already retries throttling and 5xx ([`super::MAX_ATTEMPTS`]); what still fails is
+//! retried by the next pass, never by a loop here. The one exception is [`create_or_find`]:
+//! creates that take no client token run without the SDK's blind retry (a retried `CreateVpc`
+//! whose first answer was lost makes a second VPC), and look for what they may have made
+//! before trying again.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use crate::engine::ActError;
+
+/// Codes AWS uses for throttling, across services.
+const THROTTLING: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "BandwidthLimitExceeded",
+    "EC2ThrottledException",
+];
+
+/// Codes AWS uses for its own failures.
+const SERVER: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+    "InternalServerError",
+];
+
+/// Whether `code` is a throttling code.
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING.contains(&code)
+}
+
+/// Classifies an AWS error code (and the HTTP status when known).
+pub fn classify_code(code: &str, status: Option<u16>, message: &str) -> ActError {
+    if is_throttling(code) || SERVER.contains(&code) || status.is_some_and(|s| s >= 500) {
+        return ActError::retryable(code, message);
+    }
+    if code == "DependencyViolation" {
+        return ActError::retryable(code, message);
+    }
+    if code == "IncorrectState"
+        || code == "IncorrectInstanceState"
+        || code.starts_with("InvalidState")
+        || (code.starts_with("Invalid") && code.contains("State") && !code.contains('.'))
+    {
+        return ActError::Pending {
+            reason: format!("{code}: {message}"),
+        };
+    }
+    if code.ends_with(".NotFound") || code.ends_with("NotFound") {
+        return ActError::retryable(code, message);
+    }
+    ActError::refused(code, message)
+}
+
+/// AWS's error code, when AWS answered with one.
+pub fn error_code<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Option<&str> {
+    match error {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+/// Classifies any SDK error.
+pub fn classify<E>(error: &SdkError<E, HttpResponse>) -> ActError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("Unknown");
+            let message = service
+                .err()
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| service.err().to_string());
+            classify_code(code, Some(status), &message)
+        }
+        SdkError::TimeoutError(_) => ActError::retryable("Timeout", "AWS did not answer in time"),
+        SdkError::DispatchFailure(failure) => {
+            ActError::retryable("DispatchFailure", format!("{failure:?}"))
+        }
+        SdkError::ResponseError(failure) => {
+            ActError::retryable("ResponseError", format!("{failure:?}"))
+        }
+        SdkError::ConstructionFailure(failure) => {
+            ActError::refused("ConstructionFailure", format!("{failure:?}"))
+        }
+        other => ActError::retryable("Unknown", other.to_string()),
+    }
+}
+
+/// What an attempt of a create tells about whether it happened.
+enum Attempt {
+    /// It certainly did not happen (throttled before AWS acted): just try again.
+    NotMade(ActError),
+    /// It may have happened (5xx, no answer): look before trying again.
+    Unknown(ActError),
+    /// AWS answered that something with this identity exists already: find it.
+    Duplicate(ActError),
+    /// AWS refused it: stop.
+    Failed(ActError),
+}
+
+fn attempt_of<E>(error: &SdkError<E, HttpResponse>, duplicate_codes: &[&str]) -> Attempt
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let classified = classify(error);
+    match error_code(error) {
+        Some(code) if is_throttling(code) => Attempt::NotMade(classified),
+        Some(code) if duplicate_codes.contains(&code) => Attempt::Duplicate(classified),
+        _ => match classified {
+            ActError::Retryable { .. } => Attempt::Unknown(classified),
+            other => Attempt::Failed(other),
+        },
+    }
+}
+
+/// Attempts of [`create_or_find`] before it hands the error to the next pass.
+const CREATE_ATTEMPTS: u32 = 4;
+
+/// Runs a create that has no client token (or whose token is not enough) so that a lost
+/// response never makes a duplicate: `create` must send the call with the SDK's retries off;
+/// when an answer leaves it unknown whether the resource was made, `find` (a describe by
+/// Plinth's tags) is asked first, and only when it finds nothing is the create tried again.
+/// An answer in `duplicate_codes` ("already exists") is success when `find` finds it.
+pub async fn create_or_find<T, E, C, CF, F, FF>(
+    duplicate_codes: &[&str],
+    create: C,
+    find: F,
+) -> Result<T, ActError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    C: Fn() -> CF,
+    CF: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    F: Fn() -> FF,
+    FF: Future<Output = Result<Option<T>, ActError>>,
+{
+    let mut last = ActError::retryable("Unknown", "no attempt was made");
+    for attempt in 0..CREATE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
+        let error = match create().await {
+            Ok(made) => return Ok(made),
+            Err(error) => error,
+        };
+        match attempt_of(&error, duplicate_codes) {
+            Attempt::NotMade(e) => last = e,
+            Attempt::Unknown(e) => {
+                tracing::warn!(error = %e, "a create's answer was lost: looking for what it made");
+                if let Some(found) = find().await? {
+                    return Ok(found);
+                }
+                last = e;
+            }
+            Attempt::Duplicate(e) => {
+                return match find().await? {
+                    Some(found) => Ok(found),
+                    // Something of this name exists but is not ours: never adopt it.
+                    None => Err(match e {
+                        ActError::Refused { .. } => e,
+                        ActError::Retryable { code, message } => ActError::refused(code, message),
+                        pending @ ActError::Pending { .. } => pending,
+                    }),
+                };
+            }
+            Attempt::Failed(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// A config override that turns the SDK's retries off for one call.
+pub fn no_retries() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn category(code: &str, status: u16) -> &'static str {
+        classify_code(code, Some(status), "m").category()
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retried() {
+        assert_eq!(category("RequestLimitExceeded", 503), "retryable");
+        assert_eq!(category("Throttling", 400), "retryable");
+        assert_eq!(category("ThrottlingException", 400), "retryable");
+        assert_eq!(category("InternalError", 500), "retryable");
+        assert_eq!(category("ServiceUnavailable", 503), "retryable");
+        assert_eq!(category("SomethingNew", 502), "retryable");
+    }
+
+    #[test]
+    fn busy_resources_wait_and_refusals_stall() {
+        assert_eq!(category("DependencyViolation", 400), "retryable");
+        assert_eq!(category("IncorrectState", 400), "pending");
+        assert_eq!(category("InvalidStateTransition", 400), "pending");
+        assert_eq!(category("InvalidDBClusterStateFault", 400), "pending");
+        assert_eq!(category("InvalidVpcID.NotFound", 400), "retryable");
+        assert_eq!(category("InvalidParameterValue", 400), "refused");
+        assert_eq!(category("UnauthorizedOperation", 403), "refused");
+        assert_eq!(category("VpcLimitExceeded", 400), "refused");
+        assert_eq!(category("AddressLimitExceeded", 400), "refused");
+        assert_eq!(category("InvalidSubnet.Conflict", 400), "refused");
+    }
+
+    #[test]
+    fn codes_and_messages_are_kept() {
+        assert_eq!(
+            classify_code("InvalidParameterValue", Some(400), "bad CIDR"),
+            ActError::refused("InvalidParameterValue", "bad CIDR")
+        );
+        assert_eq!(
+            classify_code("DependencyViolation", Some(400), "in use"),
+            ActError::retryable("DependencyViolation", "in use")
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! The `plinth` command line: `plan`, `apply`, `destroy` and `status` of one DataPlatform spec
+//! file against the live AWS account, without Kubernetes, through the same engine and the same
+//! component list as the controller ([`crate::components::platform`]).
+//!
+//! The spec file is a `DataPlatform` manifest as `kubectl apply` takes it; a missing
+//! `metadata.namespace` means `default`. It is validated as the API server would before any
+//! AWS call. Progress goes to stdout, one line per change.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use kube::ResourceExt as _;
+use plinth_crds::{DataPlatform, DataPlatformSpec, ValidationErrors};
+
+use crate::aws::{AwsClients, AwsOptions};
+use crate::components;
+use crate::engine::{self, Applied, Change, DuplicateKind, Report, Scope, Summary};
+use crate::network;
+use crate::platform::{PassError, Platform};
+
+/// Plan, apply and destroy a Plinth DataPlatform from a spec file, without Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "plinth", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print what `apply` would change in the live account, as a diff. Changes nothing.
+    Plan(SpecArgs),
+    /// Create or correct everything the spec asks for, pass after pass until AWS matches it.
+    Apply(RunArgs),
+    /// Delete everything tagged for the platform, until nothing remains.
+    Destroy(RunArgs),
+    /// Show the platform's resources and whether they match the spec. Changes nothing.
+    Status(SpecArgs),
+}
+
+/// Which spec.
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// The DataPlatform manifest (YAML).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+}
+
+/// Which spec, and how long to keep going.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The spec file.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_seconds: u64,
+    /// Seconds between passes while AWS is still working on something.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval_seconds: f64,
+}
+
+/// Why `plinth` stopped without success. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The spec file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec file is not a DataPlatform manifest.
+    #[error("{path} is not a DataPlatform manifest: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_norway::Error,
+    },
+    /// The spec breaks the API's rules.
+    #[error("{path} is not a valid DataPlatform; fix these fields:\n{errors}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        errors: ValidationErrors,
+    },
+    /// The component list is inconsistent (a bug).
+    #[error("the component list is inconsistent: {0}")]
+    Components(#[from] DuplicateKind),
+    /// A pass could not run.
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    /// AWS refused part of the spec.
+    #[error("AWS refused part of the spec; change it and run again:\n{0}")]
+    Stalled(String),
+    /// The deadline passed first.
+    #[error("gave up after {seconds} s: {what}; run the command again to continue")]
+    Timeout {
+        /// The deadline.
+        seconds: u64,
+        /// What was still going on.
+        what: String,
+    },
+}
+
+/// A loaded spec file.
+#[derive(Debug, Clone)]
+pub struct SpecFile {
+    /// The manifest, namespace filled in.
+    pub platform: DataPlatform,
+    /// Its AWS identity.
+    pub scope: Scope,
+}
+
+impl SpecFile {
+    /// The spec.
+    pub fn spec(&self) -> &DataPlatformSpec {
+        &self.platform.spec
+    }
+}
+
+/// Reads, defaults and validates a spec file.
+pub fn load_spec(path: &Path) -> Result<SpecFile, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_spec(&text, path)
+}
+
+/// Parses, defaults and validates a manifest's text (`path` only names it in errors).
+pub fn parse_spec(text: &str, path: &Path) -> Result<SpecFile, CliError> {
+    let mut platform: DataPlatform =
+        serde_norway::from_str(text).map_err(|source| CliError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+    if platform.metadata.namespace.is_none() {
+        platform.metadata.namespace = Some("default".to_owned());
+    }
+    platform.validate().map_err(|errors| CliError::Invalid {
+        path: path.to_owned(),
+        errors,
+    })?;
+    let namespace = platform.namespace().unwrap_or_else(|| "default".to_owned());
+    let scope = Scope::new(
+        &namespace,
+        &platform.name_any(),
+        platform
+            .spec
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    Ok(SpecFile { platform, scope })
+}
+
+/// How [`converge`] and [`destroy`] pace themselves.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Wait this long between passes while AWS is busy.
+    pub interval: Duration,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(900),
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// Passes run, the last (confirming) one included.
+    pub passes: u32,
+    /// Changes made in all.
+    pub changes: usize,
+}
+
+/// One progress line per change.
+pub fn describe(applied: &Applied) -> String {
+    match &applied.change {
+        Change::Created { id, replaced: None } => {
+            format!("+ {} {}: created {id}", applied.kind, applied.key)
+        }
+        Change::Created {
+            id,
+            replaced: Some(old),
+        } => format!(
+            "± {} {}: created {id} replacing {old}",
+            applied.kind, applied.key
+        ),
+        Change::Updated { id, fields } => format!(
+            "~ {} {}: updated {} of {id}",
+            applied.kind,
+            applied.key,
+            fields.join(", ")
+        ),
+        Change::Deleted { id, done: true } => {
+            format!("- {} {}: deleted {id}", applied.kind, applied.key)
+        }
+        Change::Deleted { id, done: false } => {
+            format!("- {} {}: deleting {id}", applied.kind, applied.key)
+        }
+    }
+}
+
+fn report_lines(report: &Report, progress: &mut dyn FnMut(&str)) {
+    for applied in &report.applied {
+        progress(&describe(applied));
+    }
+    for failure in &report.retryable {
+        progress(&format!(
+            "! {} {}: {} failed, will retry: {}",
+            failure.kind, failure.key, failure.operation, failure.error
+        ));
+    }
+}
+
+fn refusals(report: &Report) -> String {
+    report
+        .refused
+        .iter()
+        .map(|f| format!("  {} {}: {} {}", f.kind, f.key, f.operation, f.error))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn waiting(report: &Report) -> String {
+    report
+        .pending
+        .iter()
+        .map(|p| format!("{} {}", p.key, p.reason))
+        .chain(
+            report
+                .retryable
+                .iter()
+                .map(|f| format!("{}: {}", f.key, f.error)),
+        )
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Runs apply passes until a pass finds nothing to do (converged), AWS refuses part of the
+/// spec (stalled), or the deadline passes.
+pub async fn converge(
+    platform: &Platform,
+    file: &SpecFile,
+    pace: Pace,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Finished, CliError> {
+    let started = Instant::now();
+    let mut passes = 0;
+    let mut changes = 0;
+    loop {
+        passes += 1;
+        let outcome = match platform.apply(&file.scope, file.spec()).await {
+            Ok(outcome) => outcome,
+            // Reading AWS failed after the SDK's retries: try the pass again, within the deadline.
+            Err(PassError::Observe(error))
+                if !matches!(error, engine::ActError::Refused { .. }) =>
+            {
+                progress(&format!("! reading AWS failed, will retry: {error}"));
+                if started.elapsed() > pace.timeout {
+                    return Err(CliError::Timeout {
+                        seconds: pace.timeout.as_secs(),
+                        what: error.to_string(),
+                    });
+                }
+                tokio::time::sleep(pace.interval).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let report = &outcome.pass.report;
+        report_lines(report, progress);
+        changes += report.applied.len();
+        if report.is_stalled() {
+            return Err(CliError::Stalled(refusals(report)));
+        }
+        if outcome.is_converged() {
+            return Ok(Finished { passes, changes });
+        }
+        if started.elapsed() > pace.timeout {
+            return Err(CliError::Timeout {
+                seconds: pace.timeout.as_secs(),
+                what: waiting(report),
+            });
+        }
+        // Straight on when the pass only made changes; wait while AWS is working.
+        if !report.pending.is_empty() || !report.retryable.is_empty() {
+            tokio::time::sleep(pace.interval).await;
+        }
+    }
+}
+
+/// Runs teardown passes until a fresh observe finds nothing tagged for the platform.
+pub async fn destroy(
+    platform: &Platform,
+    file: &SpecFile,
+    pace: Pace,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Finished, CliError> {
+    let started = Instant::now();
+    let mut passes = 0;
+    let mut changes = 0;
+    loop {
+        passes += 1;
+        let outcome = match platform
+            .teardown(&file.scope, file.spec(), &|_| false)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(PassError::Observe(error))
+                if !matches!(error, engine::ActError::Refused { .. }) =>
+            {
+                progress(&format!("! reading AWS failed, will retry: {error}"));
+                tokio::time::sleep(pace.interval).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if outcome.found == 0 {
+            return Ok(Finished { passes, changes });
+        }
+        report_lines(&outcome.report, progress);
+        changes += outcome.report.applied.len();
+        if outcome.report.is_stalled() {
+            return Err(CliError::Stalled(refusals(&outcome.report)));
+        }
+        if started.elapsed() > pace.timeout {
+            return Err(CliError::Timeout {
+                seconds: pace.timeout.as_secs(),
+                what: format!(
+                    "{} resource(s) remain; {}",
+                    outcome.found,
+                    waiting(&outcome.report)
+                ),
+            });
+        }
+        if outcome.report.applied.is_empty() || !outcome.report.pending.is_empty() {
+            tokio::time::sleep(pace.interval).await;
+        }
+    }
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let (file, pace) = match &cli.command {
+        Command::Plan(args) | Command::Status(args) => (load_spec(&args.file)?, Pace::default()),
+        Command::Apply(args) | Command::Destroy(args) => (
+            load_spec(&args.spec.file)?,
+            Pace {
+                timeout: Duration::from_secs(args.timeout_seconds),
+                interval: Duration::from_secs_f64(args.interval_seconds.max(0.05)),
+            },
+        ),
+    };
+    let clients = AwsClients::load(&file.spec().region, &AwsOptions::default()).await;
+    let platform = components::platform(&clients)?;
+    let mut print = |line: &str| println!("{line}");
+    let name = file.scope.platform().to_owned();
+    match cli.command {
+        Command::Plan(_) => {
+            let plan = platform.plan(&file.scope, file.spec()).await?.plan;
+            if plan.is_empty() {
+                println!("{name}: AWS matches the spec; nothing to do.");
+            } else {
+                print!("{}", engine::render(&plan));
+                println!("\n{name}: {}", Summary::of(&plan));
+            }
+        }
+        Command::Status(_) => {
+            let pass = platform.plan(&file.scope, file.spec()).await?;
+            let (observed, plan) = (pass.observed, pass.plan);
+            println!("platform: {name} ({} resources found)", observed.len());
+            for resource in observed.iter() {
+                println!(
+                    "  {:<16} {:<36} {}",
+                    resource.kind, resource.key, resource.id
+                );
+            }
+            let status = network::resources_status(&observed);
+            match serde_norway::to_string(&status) {
+                Ok(yaml) => println!("resources:\n{}", indent(&yaml)),
+                Err(e) => println!("resources: (cannot print: {e})"),
+            }
+            if plan.is_empty() {
+                println!("in sync: AWS matches the spec");
+            } else {
+                println!("not in sync: {}", Summary::of(&plan));
+            }
+        }
+        Command::Apply(_) => {
+            println!("applying {name} in {}", file.spec().region);
+            let started = Instant::now();
+            let finished = converge(&platform, &file, pace, &mut print).await?;
+            println!(
+                "{name}: converged after {} pass(es), {} change(s), {:.1} s",
+                finished.passes,
+                finished.changes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Destroy(_) => {
+            println!("destroying {name} in {}", file.spec().region);
+            let started = Instant::now();
+            let finished = destroy(&platform, &file, pace, &mut print).await?;
+            println!(
+                "{name}: nothing tagged for the platform remains ({} pass(es), {} change(s), {:.1} s)",
+                finished.passes,
+                finished.changes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+
+    #[test]
+    fn a_missing_namespace_defaults_to_default() {
+        match parse_spec(MINIMAL, Path::new("minimal.yaml")) {
+            Ok(file) => assert_eq!(file.scope.platform(), "default/ingest"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_spec_is_refused_before_any_aws_call() {
+        let text = MINIMAL.replace("cidr: ", "cidr: 10.0.0.1/8 #");
+        let error = parse_spec(&text, Path::new("bad.yaml")).err();
+        assert!(matches!(error, Some(CliError::Invalid { .. })), "{error:?}");
+    }
+}

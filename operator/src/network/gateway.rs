@@ -1,0 +1,529 @@
+//! The ways out of the VPC: the internet gateway (created, then attached; detached, then
+//! deleted), the NAT gateways' Elastic IPs, and the NAT gateways themselves (with a client
+//! token, `pending` until usable, `deleting` until their address and subnet are free).
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ConnectivityType, DomainType, Filter, NatGatewayState, ResourceType};
+use plinth_crds::DataPlatformSpec;
+
+use super::{ELASTIC_IP, INTERNET_GATEWAY, NAT_GATEWAY, keys, nat_zones, required};
+use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
+use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+};
+
+/// Field: the VPC an internet gateway is attached to.
+pub const VPC_ID: &str = "vpc_id";
+/// Field: an address's domain (`vpc`).
+pub const DOMAIN: &str = "domain";
+/// Field: the public subnet a NAT gateway lives in.
+pub const SUBNET_ID: &str = "subnet_id";
+/// Field: the Elastic IP allocation a NAT gateway uses.
+pub const ALLOCATION_ID: &str = "allocation_id";
+/// Field: `public` for a NAT gateway with an Elastic IP.
+pub const CONNECTIVITY_TYPE: &str = "connectivity_type";
+
+/// Nothing here changes in place: every field is immutable.
+fn no_update(request: &UpdateRequest<'_>) -> ActError {
+    ActError::refused(
+        "PlinthNotUpdatable",
+        format!(
+            "{} has no fields that change in place (asked to change {})",
+            request.current.key,
+            request.changed.join(", ")
+        ),
+    )
+}
+
+// --- Internet gateway ---------------------------------------------------------------------
+
+/// The internet gateway component.
+pub struct InternetGateway {
+    aws: AwsClients,
+}
+
+impl InternetGateway {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .describe_internet_gateways()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output
+            .internet_gateways()
+            .iter()
+            .filter_map(|igw| {
+                let key = component_key(igw.tags(), scope)?;
+                let mut resource =
+                    ObservedResource::new(INTERNET_GATEWAY, key, igw.internet_gateway_id()?);
+                // "available" (AWS) or "attached" (older answers) both mean attached.
+                let attached = igw.attachments().iter().find(|a| {
+                    a.state()
+                        .is_some_and(|s| matches!(s.as_str(), "available" | "attached"))
+                });
+                if let Some(vpc) = attached.and_then(|a| a.vpc_id()) {
+                    resource = resource.attr(VPC_ID, vpc);
+                }
+                if igw.attachments().iter().any(|a| {
+                    a.state()
+                        .is_some_and(|s| matches!(s.as_str(), "attaching" | "detaching"))
+                }) {
+                    resource = resource.lifecycle(Lifecycle::Pending);
+                }
+                Some(resource)
+            })
+            .collect())
+    }
+}
+
+impl Component<DataPlatformSpec> for InternetGateway {
+    fn desired(&self, _spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(vec![
+            DesiredResource::new(INTERNET_GATEWAY, keys::INTERNET_GATEWAY)
+                .immutable(VPC_ID, AttrValue::reference(keys::VPC)),
+        ])
+    }
+}
+
+#[async_trait]
+impl Driver for InternetGateway {
+    fn kind(&self) -> Kind {
+        INTERNET_GATEWAY
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, vec![platform_filter(scope)]).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let vpc = required(request.attrs, VPC_ID)?;
+        let scope = request.scope;
+        let mut resource = create_or_find(
+            &[],
+            || async {
+                let output = self
+                    .aws
+                    .ec2()
+                    .await
+                    .create_internet_gateway()
+                    .tag_specifications(tag_specification(ResourceType::InternetGateway, &request))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let id = output
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .unwrap_or_default();
+                Ok(ObservedResource::new(INTERNET_GATEWAY, request.key, id))
+            },
+            || async {
+                let found = self
+                    .list(
+                        scope,
+                        vec![platform_filter(scope), component_filter(request.key)],
+                    )
+                    .await?;
+                Ok(found.into_iter().next())
+            },
+        )
+        .await?;
+        if resource.attrs.get(VPC_ID).and_then(AttrValue::as_str) != Some(vpc) {
+            match self
+                .aws
+                .ec2()
+                .await
+                .attach_internet_gateway()
+                .internet_gateway_id(&resource.id)
+                .vpc_id(vpc)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                // Attached by an earlier attempt whose answer was lost.
+                Err(e) if error_code(&e) == Some("Resource.AlreadyAssociated") => {}
+                Err(e) => return Err(classify(&e)),
+            }
+            resource.attrs.insert(VPC_ID.to_owned(), vpc.into());
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        Err(no_update(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        if let Some(vpc) = current.attrs.get(VPC_ID).and_then(AttrValue::as_str) {
+            match self
+                .aws
+                .ec2()
+                .await
+                .detach_internet_gateway()
+                .internet_gateway_id(&current.id)
+                .vpc_id(vpc)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        error_code(&e),
+                        Some("Gateway.NotAttached" | "InvalidInternetGatewayID.NotFound")
+                    ) => {}
+                // Public addresses still mapped in the VPC (a NAT gateway going away): retry.
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        match self
+            .aws
+            .ec2()
+            .await
+            .delete_internet_gateway()
+            .internet_gateway_id(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if error_code(&e) == Some("InvalidInternetGatewayID.NotFound") => {
+                Ok(Deletion::Gone)
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+// --- Elastic IPs --------------------------------------------------------------------------
+
+/// The NAT gateways' Elastic IP addresses.
+pub struct ElasticIps {
+    aws: AwsClients,
+}
+
+impl ElasticIps {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .describe_addresses()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output
+            .addresses()
+            .iter()
+            .filter_map(|address| {
+                let key = component_key(address.tags(), scope)?;
+                let mut resource = ObservedResource::new(ELASTIC_IP, key, address.allocation_id()?);
+                if let Some(domain) = address.domain() {
+                    resource = resource.attr(DOMAIN, domain.as_str());
+                }
+                if let Some(ip) = address.public_ip() {
+                    resource = resource.attr("public_ip", ip);
+                }
+                Some(resource)
+            })
+            .collect())
+    }
+}
+
+impl Component<DataPlatformSpec> for ElasticIps {
+    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(nat_zones(spec)
+            .into_iter()
+            .map(|az| {
+                DesiredResource::new(ELASTIC_IP, keys::elastic_ip(az)).immutable(DOMAIN, "vpc")
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Driver for ElasticIps {
+    fn kind(&self) -> Kind {
+        ELASTIC_IP
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, vec![platform_filter(scope)]).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let scope = request.scope;
+        create_or_find(
+            &[],
+            || async {
+                let output = self
+                    .aws
+                    .ec2()
+                    .await
+                    .allocate_address()
+                    .domain(DomainType::Vpc)
+                    .tag_specifications(tag_specification(ResourceType::ElasticIp, &request))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let mut resource = ObservedResource::new(
+                    ELASTIC_IP,
+                    request.key,
+                    output.allocation_id().unwrap_or_default(),
+                )
+                .attr(DOMAIN, "vpc");
+                if let Some(ip) = output.public_ip() {
+                    resource = resource.attr("public_ip", ip);
+                }
+                Ok(resource)
+            },
+            || async {
+                let found = self
+                    .list(
+                        scope,
+                        vec![platform_filter(scope), component_filter(request.key)],
+                    )
+                    .await?;
+                Ok(found.into_iter().next())
+            },
+        )
+        .await
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        Err(no_update(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        match self
+            .aws
+            .ec2()
+            .await
+            .release_address()
+            .allocation_id(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) => match error_code(&e) {
+                Some("InvalidAllocationID.NotFound") => Ok(Deletion::Gone),
+                // Still held by a NAT gateway that is going away: AWS answers `AuthFailure`
+                // or `InvalidIPAddress.InUse` until the gateway is `deleted`.
+                Some(code @ ("AuthFailure" | "InvalidIPAddress.InUse")) => Err(
+                    ActError::retryable(code, crate::aws::classify(&e).to_string()),
+                ),
+                _ => Err(classify(&e)),
+            },
+        }
+    }
+}
+
+// --- NAT gateways -------------------------------------------------------------------------
+
+/// The NAT gateways component.
+pub struct NatGateways {
+    aws: AwsClients,
+}
+
+impl NatGateways {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .describe_nat_gateways()
+            .set_filter(Some(filters))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output
+            .nat_gateways()
+            .iter()
+            .filter_map(|nat| {
+                let key = component_key(nat.tags(), scope)?;
+                let lifecycle = match nat.state()? {
+                    NatGatewayState::Pending => Lifecycle::Pending,
+                    NatGatewayState::Available => Lifecycle::Available,
+                    NatGatewayState::Deleting => Lifecycle::Deleting,
+                    NatGatewayState::Failed => Lifecycle::Failed {
+                        reason: format!(
+                            "{}: {}",
+                            nat.failure_code().unwrap_or("Failed"),
+                            nat.failure_message().unwrap_or("the NAT gateway failed")
+                        ),
+                    },
+                    // `deleted` (kept in listings for an hour) and anything unknown: gone.
+                    _ => return None,
+                };
+                let mut resource = ObservedResource::new(NAT_GATEWAY, key, nat.nat_gateway_id()?)
+                    .lifecycle(lifecycle);
+                if let Some(subnet) = nat.subnet_id() {
+                    resource = resource.attr(SUBNET_ID, subnet);
+                }
+                if let Some(allocation) = nat
+                    .nat_gateway_addresses()
+                    .iter()
+                    .find_map(|a| a.allocation_id())
+                {
+                    resource = resource.attr(ALLOCATION_ID, allocation);
+                }
+                resource = resource.attr(
+                    CONNECTIVITY_TYPE,
+                    nat.connectivity_type()
+                        .map_or("public", ConnectivityType::as_str),
+                );
+                // A public NAT gateway maps a public address in the VPC: the internet gateway
+                // cannot be detached until it is gone.
+                resource.depends_on = BTreeSet::from([Key::from(keys::INTERNET_GATEWAY)]);
+                Some(resource)
+            })
+            .collect())
+    }
+}
+
+impl Component<DataPlatformSpec> for NatGateways {
+    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(nat_zones(spec)
+            .into_iter()
+            .map(|az| {
+                DesiredResource::new(NAT_GATEWAY, keys::nat_gateway(az))
+                    .immutable(SUBNET_ID, AttrValue::reference(keys::public_subnet(az)))
+                    .immutable(ALLOCATION_ID, AttrValue::reference(keys::elastic_ip(az)))
+                    .immutable(CONNECTIVITY_TYPE, "public")
+                    // AWS refuses a public NAT gateway in a VPC without an internet gateway.
+                    .depends_on(keys::INTERNET_GATEWAY)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Driver for NatGateways {
+    fn kind(&self) -> Kind {
+        NAT_GATEWAY
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, vec![platform_filter(scope)]).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let subnet = required(request.attrs, SUBNET_ID)?;
+        let allocation = required(request.attrs, ALLOCATION_ID)?;
+        let scope = request.scope;
+        create_or_find(
+            &["IdempotentParameterMismatch"],
+            || async {
+                let output = self
+                    .aws
+                    .ec2()
+                    .await
+                    .create_nat_gateway()
+                    .subnet_id(subnet)
+                    .allocation_id(allocation)
+                    .connectivity_type(ConnectivityType::Public)
+                    .client_token(request.client_token)
+                    .tag_specifications(tag_specification(ResourceType::Natgateway, &request))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let nat = output.nat_gateway();
+                let lifecycle = match nat.and_then(|n| n.state()) {
+                    Some(NatGatewayState::Available) => Lifecycle::Available,
+                    _ => Lifecycle::Pending,
+                };
+                let mut resource = ObservedResource::new(
+                    NAT_GATEWAY,
+                    request.key,
+                    nat.and_then(|n| n.nat_gateway_id()).unwrap_or_default(),
+                )
+                .attr(SUBNET_ID, subnet)
+                .attr(ALLOCATION_ID, allocation)
+                .attr(CONNECTIVITY_TYPE, "public")
+                .lifecycle(lifecycle);
+                resource.depends_on = BTreeSet::from([Key::from(keys::INTERNET_GATEWAY)]);
+                Ok(resource)
+            },
+            || async {
+                let found = self
+                    .list(
+                        scope,
+                        vec![platform_filter(scope), component_filter(request.key)],
+                    )
+                    .await?;
+                Ok(found
+                    .into_iter()
+                    .find(|n| n.lifecycle != Lifecycle::Deleting))
+            },
+        )
+        .await
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        Err(no_update(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        match self
+            .aws
+            .ec2()
+            .await
+            .delete_nat_gateway()
+            .nat_gateway_id(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::InProgress),
+            Err(e) if error_code(&e) == Some("NatGatewayNotFound") => Ok(Deletion::Gone),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}

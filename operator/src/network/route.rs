@@ -1,0 +1,473 @@
+//! Route tables with their routes and subnet associations: one public table (default route to
+//! the internet gateway, associated with every public subnet) and one private table per zone
+//! (default route to its zone's NAT gateway, or the single one, or none; associated with that
+//! zone's private subnet). Routes and associations are sets, corrected by the difference:
+//! CreateRoute / ReplaceRoute / DeleteRoute and Associate / Disassociate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
+use plinth_crds::DataPlatformSpec;
+
+use super::{ROUTE_TABLE, keys, nat_for_zone, required, updated};
+use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
+use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Kind, ObservedResource, Scope, UpdateRequest,
+};
+
+/// Field: the VPC.
+pub const VPC_ID: &str = "vpc_id";
+/// Field: the routes besides the local one, a set of `{destination, target}`.
+pub const ROUTES: &str = "routes";
+/// Field: the associated subnets' ids, a set.
+pub const SUBNETS: &str = "subnets";
+/// Observed only: subnet id → association id, for disassociating.
+pub const ASSOCIATIONS: &str = "associations";
+
+/// The IPv4 default route.
+pub const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+
+/// One route as a set member: its destination and the id (or reference) of its target.
+pub fn route(destination: &str, target: AttrValue) -> AttrValue {
+    AttrValue::Map(BTreeMap::from([
+        ("destination".to_owned(), AttrValue::str(destination)),
+        ("target".to_owned(), target),
+    ]))
+}
+
+/// `(destination, target id)` of a resolved route.
+fn route_parts(value: &AttrValue) -> Option<(&str, &str)> {
+    let AttrValue::Map(map) = value else {
+        return None;
+    };
+    Some((
+        map.get("destination")?.as_str()?,
+        map.get("target")?.as_str()?,
+    ))
+}
+
+/// The desired route tables of a spec (pure).
+pub fn desired_tables(spec: &DataPlatformSpec) -> Vec<DesiredResource> {
+    let zones = &spec.network.availability_zones;
+    let mut tables = vec![
+        DesiredResource::new(ROUTE_TABLE, keys::PUBLIC_ROUTE_TABLE)
+            .immutable(VPC_ID, AttrValue::reference(keys::VPC))
+            .updatable(
+                ROUTES,
+                AttrValue::set([route(
+                    DEFAULT_ROUTE,
+                    AttrValue::reference(keys::INTERNET_GATEWAY),
+                )]),
+            )
+            .updatable(
+                SUBNETS,
+                AttrValue::set(
+                    zones
+                        .iter()
+                        .map(|az| AttrValue::reference(keys::public_subnet(az))),
+                ),
+            ),
+    ];
+    for az in zones {
+        let routes = nat_for_zone(spec, az)
+            .map(|nat| route(DEFAULT_ROUTE, AttrValue::reference(nat)))
+            .into_iter();
+        tables.push(
+            DesiredResource::new(ROUTE_TABLE, keys::private_route_table(az))
+                .immutable(VPC_ID, AttrValue::reference(keys::VPC))
+                .updatable(ROUTES, AttrValue::set(routes))
+                .updatable(
+                    SUBNETS,
+                    AttrValue::set([AttrValue::reference(keys::private_subnet(az))]),
+                ),
+        );
+    }
+    tables
+}
+
+/// The route tables component.
+pub struct RouteTables {
+    aws: AwsClients,
+}
+
+fn observed_table(table: &RouteTable, scope: &Scope) -> Option<ObservedResource> {
+    let key = component_key(table.tags(), scope)?;
+    let mut resource = ObservedResource::new(ROUTE_TABLE, key, table.route_table_id()?);
+    if let Some(vpc) = table.vpc_id() {
+        resource = resource.attr(VPC_ID, vpc);
+    }
+    let routes = table.routes().iter().filter_map(|r| {
+        let destination = r.destination_cidr_block()?;
+        let target = r
+            .gateway_id()
+            .or(r.nat_gateway_id())
+            .or(r.network_interface_id())
+            .or(r.instance_id())
+            .or(r.transit_gateway_id())
+            .or(r.vpc_peering_connection_id())?;
+        // The local route comes with the table and is not ours to manage.
+        (target != "local").then(|| route(destination, AttrValue::str(target)))
+    });
+    resource = resource.attr(ROUTES, AttrValue::set(routes));
+    let associations: BTreeMap<String, AttrValue> = table
+        .associations()
+        .iter()
+        .filter(|a| !a.main().unwrap_or(false))
+        .filter(|a| {
+            a.association_state()
+                .and_then(|s| s.state())
+                .is_none_or(|s| matches!(s.as_str(), "associated" | "associating"))
+        })
+        .filter_map(|a| {
+            Some((
+                a.subnet_id()?.to_owned(),
+                AttrValue::str(a.route_table_association_id()?),
+            ))
+        })
+        .collect();
+    resource = resource.attr(
+        SUBNETS,
+        AttrValue::set(associations.keys().map(|s| AttrValue::str(s.as_str()))),
+    );
+    Some(resource.attr(ASSOCIATIONS, AttrValue::Map(associations)))
+}
+
+fn set_of(value: Option<&AttrValue>) -> BTreeSet<AttrValue> {
+    match value {
+        Some(AttrValue::Set(items)) => items.clone(),
+        _ => BTreeSet::new(),
+    }
+}
+
+impl RouteTables {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .describe_route_tables()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output
+            .route_tables()
+            .iter()
+            .filter_map(|t| observed_table(t, scope))
+            .collect())
+    }
+
+    /// Makes the table's routes `desired`, from `current`.
+    async fn sync_routes(
+        &self,
+        table_id: &str,
+        current: &BTreeSet<AttrValue>,
+        desired: &BTreeSet<AttrValue>,
+    ) -> Result<(), ActError> {
+        let now: BTreeMap<&str, &str> = current.iter().filter_map(route_parts).collect();
+        let want: BTreeMap<&str, &str> = desired.iter().filter_map(route_parts).collect();
+        for (destination, _) in now.iter().filter(|(d, _)| !want.contains_key(*d)) {
+            match self
+                .aws
+                .ec2()
+                .await
+                .delete_route()
+                .route_table_id(table_id)
+                .destination_cidr_block(*destination)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if error_code(&e) == Some("InvalidRoute.NotFound") => {}
+                Err(e) => return Err(classify(&e)),
+            }
+        }
+        for (destination, target) in &want {
+            match now.get(destination) {
+                Some(existing) if existing == target => {}
+                Some(_) => {
+                    let call = self
+                        .aws
+                        .ec2()
+                        .await
+                        .replace_route()
+                        .route_table_id(table_id)
+                        .destination_cidr_block(*destination);
+                    let call = if target.starts_with("nat-") {
+                        call.nat_gateway_id(*target)
+                    } else {
+                        call.gateway_id(*target)
+                    };
+                    call.send().await.map_err(|e| classify(&e))?;
+                }
+                None => {
+                    let call = self
+                        .aws
+                        .ec2()
+                        .await
+                        .create_route()
+                        .route_table_id(table_id)
+                        .destination_cidr_block(*destination);
+                    let call = if target.starts_with("nat-") {
+                        call.nat_gateway_id(*target)
+                    } else {
+                        call.gateway_id(*target)
+                    };
+                    match call.send().await {
+                        Ok(_) => {}
+                        Err(e) if error_code(&e) == Some("RouteAlreadyExists") => {}
+                        Err(e) => return Err(classify(&e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `subnet`'s explicit association from whichever table holds it to `table_id`.
+    async fn move_subnet(&self, table_id: &str, subnet: &str) -> Result<Option<String>, ActError> {
+        let tables = self
+            .aws
+            .ec2()
+            .await
+            .describe_route_tables()
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let current = tables
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .find(|a| a.subnet_id() == Some(subnet) && !a.main().unwrap_or(false));
+        let Some(association) = current.and_then(|a| a.route_table_association_id()) else {
+            return Err(ActError::retryable(
+                "Resource.AlreadyAssociated",
+                format!("{subnet} is associated with another route table that cannot be found yet"),
+            ));
+        };
+        if current.and_then(|a| a.route_table_id()) == Some(table_id) {
+            return Ok(Some(association.to_owned()));
+        }
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .replace_route_table_association()
+            .association_id(association)
+            .route_table_id(table_id)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(output.new_association_id().map(str::to_owned))
+    }
+
+    /// Associates the subnets in `desired` and not in `current`, disassociates the others.
+    async fn sync_subnets(
+        &self,
+        table_id: &str,
+        associations: &BTreeMap<String, AttrValue>,
+        desired: &BTreeSet<AttrValue>,
+    ) -> Result<BTreeMap<String, AttrValue>, ActError> {
+        let want: BTreeSet<&str> = desired.iter().filter_map(AttrValue::as_str).collect();
+        let mut now = associations.clone();
+        for (subnet, association) in associations {
+            if want.contains(subnet.as_str()) {
+                continue;
+            }
+            if let Some(association) = association.as_str() {
+                match self
+                    .aws
+                    .ec2()
+                    .await
+                    .disassociate_route_table()
+                    .association_id(association)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if error_code(&e) == Some("InvalidAssociationID.NotFound") => {}
+                    Err(e) => return Err(classify(&e)),
+                }
+            }
+            now.remove(subnet);
+        }
+        for subnet in want {
+            if associations.contains_key(subnet) {
+                continue;
+            }
+            let result = self
+                .aws
+                .ec2()
+                .await
+                .associate_route_table()
+                .route_table_id(table_id)
+                .subnet_id(subnet)
+                .send()
+                .await;
+            let id = match result {
+                Ok(output) => output.association_id().map(str::to_owned),
+                // The subnet is associated with another table (by hand, or a table being
+                // replaced): move it to this one.
+                Err(e) if error_code(&e) == Some("Resource.AlreadyAssociated") => {
+                    self.move_subnet(table_id, subnet).await?
+                }
+                Err(e) => return Err(classify(&e)),
+            };
+            if let Some(id) = id {
+                now.insert(subnet.to_owned(), AttrValue::str(id));
+            }
+        }
+        Ok(now)
+    }
+}
+
+impl Component<DataPlatformSpec> for RouteTables {
+    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(desired_tables(spec))
+    }
+}
+
+#[async_trait]
+impl Driver for RouteTables {
+    fn kind(&self) -> Kind {
+        ROUTE_TABLE
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, vec![platform_filter(scope)]).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let vpc = required(request.attrs, VPC_ID)?;
+        let scope = request.scope;
+        let mut resource = create_or_find(
+            &["IdempotentParameterMismatch"],
+            || async {
+                let output = self
+                    .aws
+                    .ec2()
+                    .await
+                    .create_route_table()
+                    .vpc_id(vpc)
+                    .client_token(request.client_token)
+                    .tag_specifications(tag_specification(ResourceType::RouteTable, &request))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let id = output
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .unwrap_or_default();
+                Ok(ObservedResource::new(ROUTE_TABLE, request.key, id)
+                    .attr(VPC_ID, vpc)
+                    .attr(ROUTES, AttrValue::set([]))
+                    .attr(SUBNETS, AttrValue::set([]))
+                    .attr(ASSOCIATIONS, AttrValue::Map(BTreeMap::new())))
+            },
+            || async {
+                let found = self
+                    .list(
+                        scope,
+                        vec![platform_filter(scope), component_filter(request.key)],
+                    )
+                    .await?;
+                Ok(found.into_iter().next())
+            },
+        )
+        .await?;
+        let routes = set_of(request.attr(ROUTES));
+        self.sync_routes(&resource.id, &set_of(resource.attrs.get(ROUTES)), &routes)
+            .await?;
+        let associations = match resource.attrs.get(ASSOCIATIONS) {
+            Some(AttrValue::Map(map)) => map.clone(),
+            _ => BTreeMap::new(),
+        };
+        let subnets = set_of(request.attr(SUBNETS));
+        let associations = self
+            .sync_subnets(&resource.id, &associations, &subnets)
+            .await?;
+        resource
+            .attrs
+            .insert(ROUTES.to_owned(), AttrValue::Set(routes));
+        resource
+            .attrs
+            .insert(SUBNETS.to_owned(), AttrValue::Set(subnets));
+        resource
+            .attrs
+            .insert(ASSOCIATIONS.to_owned(), AttrValue::Map(associations));
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let current = request.current;
+        let mut resource = updated(&request);
+        if request.changed.iter().any(|f| f == ROUTES) {
+            self.sync_routes(
+                &current.id,
+                &set_of(current.attrs.get(ROUTES)),
+                &set_of(request.new_value(ROUTES)),
+            )
+            .await?;
+        }
+        if request.changed.iter().any(|f| f == SUBNETS) {
+            let associations = match current.attrs.get(ASSOCIATIONS) {
+                Some(AttrValue::Map(map)) => map.clone(),
+                _ => BTreeMap::new(),
+            };
+            let now = self
+                .sync_subnets(
+                    &current.id,
+                    &associations,
+                    &set_of(request.new_value(SUBNETS)),
+                )
+                .await?;
+            resource
+                .attrs
+                .insert(ASSOCIATIONS.to_owned(), AttrValue::Map(now));
+        }
+        Ok(resource)
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        if let Some(AttrValue::Map(associations)) = current.attrs.get(ASSOCIATIONS) {
+            self.sync_subnets(&current.id, associations, &BTreeSet::new())
+                .await?;
+        }
+        match self
+            .aws
+            .ec2()
+            .await
+            .delete_route_table()
+            .route_table_id(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if error_code(&e) == Some("InvalidRouteTableID.NotFound") => Ok(Deletion::Gone),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
