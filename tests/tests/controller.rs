@@ -45,7 +45,17 @@ async fn wait_for(
     what: &str,
     check: impl Fn(&DataPlatform) -> bool,
 ) -> DataPlatform {
-    eventually(WAIT, what, || async {
+    wait_within(WAIT, api, name, what, check).await
+}
+
+async fn wait_within(
+    timeout: Duration,
+    api: &Api<DataPlatform>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&DataPlatform) -> bool,
+) -> DataPlatform {
+    eventually(timeout, what, || async {
         let dp = api.get(name).await.ok()?;
         check(&dp).then_some(dp)
     })
@@ -281,6 +291,27 @@ async fn two_replicas_one_leader_failover_and_sigterm() {
         lease_holder(&client, &ns.name).await.as_deref(),
         Some("replica-a")
     );
+
+    // The leader builds the network in the emulator and reports it: NetworkReady, then Ready,
+    // with the VPC's id in status — the VPC AWS really has, tagged for this platform.
+    let ready = wait_within(TEARDOWN, &api, "one", "Ready with NetworkReady", |dp| {
+        condition(dp, "Ready").is_some_and(|(s, _)| s == "True")
+            && condition(dp, "NetworkReady").is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let vpc_id = ready
+        .status
+        .and_then(|s| s.resources)
+        .and_then(|r| r.vpc_id)
+        .expect("status.resources.vpcId");
+    let ec2 = aws_sdk_ec2::Client::new(&plinth_e2e::aws_config().await.unwrap());
+    let vpcs = ec2.describe_vpcs().vpc_ids(&vpc_id).send().await.unwrap();
+    let tag = vpcs.vpcs()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("plinth.dev/platform"))
+        .and_then(|t| t.value());
+    assert_eq!(tag, Some(format!("{}/one", ns.name).as_str()));
 
     a.kill();
     let killed_at = tokio::time::Instant::now();
