@@ -3,6 +3,7 @@
 //! and MariaDB. A test that cannot reach a part fails with the command that starts it.
 
 pub mod cluster;
+pub mod emulator;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

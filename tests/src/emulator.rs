@@ -1,0 +1,95 @@
+//! A private AWS emulator for one test: the stack's strict layer (`tests/stack/aws/server.py`)
+//! started on a free loopback port with its own settings, so injected faults never reach the
+//! suites sharing the stack's emulator. Stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use crate::{StackError, stack_var};
+
+/// A running private emulator.
+pub struct PrivateEmulator {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl PrivateEmulator {
+    /// Starts the strict emulator with `settings` as extra environment (`PLINTH_FAULT_*` …) and
+    /// waits for its "listening" line.
+    pub fn start(settings: &[(&str, &str)]) -> Result<Self, StackError> {
+        let python = stack_var("PLINTH_AWS_PYTHON")?;
+        let server = stack_var("PLINTH_AWS_SERVER")?;
+        let mut child = Command::new(&python)
+            .args([server.as_str(), "--host", "127.0.0.1", "--port", "0"])
+            .env("AWS_REGION", "eu-west-1")
+            .envs(settings.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| StackError::Unreachable {
+                part: "a private AWS emulator",
+                endpoint: python.clone(),
+                source: e.into(),
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or(StackError::Missing("emulator stdout"))?;
+        // The server prints one line once it accepts connections, naming the port it bound.
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| StackError::Unreachable {
+                part: "a private AWS emulator",
+                endpoint: server.clone(),
+                source: e.into(),
+            })?;
+        let endpoint = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .map(str::to_owned)
+            .ok_or_else(|| StackError::Unreachable {
+                part: "a private AWS emulator",
+                endpoint: server.clone(),
+                source: format!("unexpected first line {line:?}").into(),
+            })?;
+        Ok(Self { child, endpoint })
+    }
+
+    /// SDK configuration for this emulator, with the stack's dummy credentials.
+    pub async fn sdk_config(&self) -> Result<aws_config::SdkConfig, StackError> {
+        let credentials = aws_sdk_ec2::config::Credentials::new(
+            stack_var("AWS_ACCESS_KEY_ID")?,
+            stack_var("AWS_SECRET_ACCESS_KEY")?,
+            None,
+            None,
+            "plinth-stack",
+        );
+        Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(credentials)
+            .load()
+            .await)
+    }
+
+    /// The emulator's call counts (`GET /_plinth/calls`).
+    pub async fn calls(&self) -> serde_json::Value {
+        let url = format!("{}/_plinth/calls", self.endpoint);
+        reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the private emulator answers /_plinth/calls")
+            .json()
+            .await
+            .expect("call counts are JSON")
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
