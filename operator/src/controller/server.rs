@@ -75,3 +75,56 @@ pub async fn serve(
     });
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn probes_and_metrics_answer_as_kubernetes_and_prometheus_expect() {
+        let probes = Probes {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        probes
+            .metrics
+            .observe_reconcile("ready", std::time::Duration::from_millis(5));
+        let app = router(probes.clone());
+
+        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready before the start-up checks"
+        );
+        probes.ready.store(true, Ordering::Release);
+        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
+
+        let (status, text) = get(app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains(r#"plinth_reconciles_total{outcome="ready"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("plinth_leader"), "{text}");
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
+    }
+}
