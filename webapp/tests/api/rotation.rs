@@ -57,11 +57,14 @@ async fn a_password_rotation_under_load_fails_no_request() {
     let arn = created.arn().unwrap().to_owned();
     let first_version = created.version_id().unwrap().to_owned();
 
+    // The same server DATABASE_URL names (the stack may run MariaDB on another port).
+    let server: sqlx::mysql::MySqlConnectOptions =
+        server_url().parse().expect("DATABASE_URL is a MySQL URL");
     let app = spawn_app_on(&db_name, |c| {
         c.database.database_url = None;
         c.database.db_secret_arn = Some(arn.clone());
-        c.database.db_host = Some("127.0.0.1".into());
-        c.database.db_port = 3306;
+        c.database.db_host = Some(server.get_host().to_owned());
+        c.database.db_port = server.get_port();
         c.database.db_name = Some(db_name.clone());
         c.database.db_ssl_mode = "disabled".into();
         // Connections are replaced every second, so new logins happen throughout the test.

@@ -5,7 +5,7 @@
 //!
 //! Each test works in its own namespace, so runs can overlap.
 
-#[path = "../../crds/testdata/invalid_cases.rs"]
+#[path = "../../../crds/testdata/invalid_cases.rs"]
 mod invalid_cases;
 
 use kube::{
@@ -21,8 +21,8 @@ async fn client() -> Client {
     plinth_e2e::kube_client().await.unwrap()
 }
 
-const MINIMAL: &str = include_str!("../../examples/minimal.yaml");
-const PLATFORM: &str = include_str!("../../examples/platform.yaml");
+const MINIMAL: &str = include_str!("../../../examples/minimal.yaml");
+const PLATFORM: &str = include_str!("../../../examples/platform.yaml");
 
 /// An example as a JSON object, renamed and placed in `namespace`.
 fn example(text: &str, name: &str, namespace: &str) -> Value {

@@ -1,0 +1,9 @@
+//! Plinth's end-to-end tests against the local stack of real parts, as one test binary (one
+//! link instead of one per suite, which dominates build time on two cores). Each module is one
+//! suite; `tests/run -- controller::` runs just that one.
+
+mod api_validation;
+mod controller;
+mod faults;
+mod network;
+mod smoke;
