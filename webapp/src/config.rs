@@ -131,7 +131,7 @@ pub struct WorkerSettings {
     #[arg(long, env = "PLINTH_RETRY_MAX_MS", default_value_t = 300_000)]
     pub retry_max_ms: u64,
     /// Records per multi-row INSERT when writing processed data.
-    #[arg(long, env = "PLINTH_PROCESS_BATCH", default_value_t = 500)]
+    #[arg(long, env = "PLINTH_PROCESS_BATCH", default_value_t = 1000)]
     pub batch_size: usize,
 }
 

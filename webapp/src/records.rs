@@ -57,6 +57,18 @@ pub fn parse_body(
     format: BodyFormat,
     limits: RecordLimits,
 ) -> Result<Vec<String>, ApiError> {
+    Ok(parse_records(body, format, limits)?
+        .iter()
+        .map(Value::to_string)
+        .collect())
+}
+
+/// Reads the records of a body; each is a JSON object (checked against the limits).
+pub fn parse_records(
+    body: &[u8],
+    format: BodyFormat,
+    limits: RecordLimits,
+) -> Result<Vec<Value>, ApiError> {
     let values: Vec<Value> = match format {
         BodyFormat::JsonArray => {
             let value: Value =
@@ -117,7 +129,7 @@ pub fn parse_body(
                     limits.max_depth
                 )));
             }
-            Ok(value.to_string())
+            Ok(value)
         })
         .collect()
 }
@@ -166,6 +178,11 @@ const MAX_TYPE_LEN: usize = 128;
 pub fn process(raw: &str) -> Result<Value, String> {
     let value: Value =
         serde_json::from_str(raw).map_err(|e| format!("record is not valid JSON: {e}"))?;
+    process_value(value)
+}
+
+/// [`process`] for a record already parsed.
+pub fn process_value(value: Value) -> Result<Value, String> {
     let Value::Object(mut fields) = value else {
         return Err(format!(
             "record is a JSON {}, expected an object",

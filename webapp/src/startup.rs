@@ -43,6 +43,9 @@ pub enum StartupError {
     },
 }
 
+/// Largest job processed when it is accepted (see `AppState::process_on_accept_max`).
+const PROCESS_ON_ACCEPT_MAX: usize = 100;
+
 /// A built application, ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -89,6 +92,14 @@ impl Application {
             limits: Arc::new(limits),
             work_available: Arc::new(Notify::new()),
             max_attempts: config.worker.max_attempts.max(1),
+            // Small jobs are bound by round trips and commits, which processing on accept
+            // saves; larger ones by the writes, which the workers overlap with accepting
+            // (measured: 1,000-record jobs keep a lower POST latency through the workers).
+            process_on_accept_max: if config.worker.workers == 0 {
+                0
+            } else {
+                config.worker.batch_size.min(PROCESS_ON_ACCEPT_MAX)
+            },
         };
         let wanted = SocketAddr::new(config.listen_addr, config.port);
         let listener = TcpListener::bind(wanted)

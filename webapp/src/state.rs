@@ -24,4 +24,7 @@ pub struct AppState {
     pub work_available: Arc<Notify>,
     /// Attempts a new job gets.
     pub max_attempts: u32,
+    /// A job of at most this many records is processed when it is accepted, in the same
+    /// transaction (0: never; an instance without workers only queues).
+    pub process_on_accept_max: usize,
 }

@@ -35,7 +35,7 @@ pub fn retry_delay(attempt: u32, base: Duration, max: Duration, jitter: f64) -> 
     half + half.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
-fn truncate(mut text: String) -> String {
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_ERROR_LEN {
         let mut end = MAX_ERROR_LEN;
         while !text.is_char_boundary(end) {
@@ -44,6 +44,32 @@ fn truncate(mut text: String) -> String {
         text.truncate(end);
     }
     text
+}
+
+/// Marks jobs `succeeded` with their counts taken from the rows themselves (right even when an
+/// earlier attempt wrote some), if `worker` still holds them.
+fn finish_query(worker: &str, ids: impl Iterator<Item = u64>) -> QueryBuilder<sqlx::MySql> {
+    let mut finish = QueryBuilder::new(FINISH_SQL);
+    finish.push_bind(worker.to_owned()).push(" AND id IN (");
+    push_ids(&mut finish, ids);
+    finish.push(")");
+    finish
+}
+
+const FINISH_SQL: &str = "UPDATE ingestion_jobs SET status = 'succeeded', \
+     processed_count = (SELECT COUNT(*) FROM processed_data p \
+                        WHERE p.job_id = ingestion_jobs.id AND p.status = 'ok'), \
+     invalid_count = (SELECT COUNT(*) FROM processed_data p \
+                      WHERE p.job_id = ingestion_jobs.id AND p.status = 'invalid'), \
+     last_error = NULL, claimed_by = NULL, claim_expires_at = NULL, \
+     finished_at = NOW(6), updated_at = NOW(6) \
+     WHERE status = 'processing' AND claimed_by = ";
+
+fn push_ids(builder: &mut QueryBuilder<sqlx::MySql>, ids: impl Iterator<Item = u64>) {
+    let mut separated = builder.separated(", ");
+    for id in ids {
+        separated.push_bind(id);
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -57,15 +83,22 @@ struct Claimed {
     /// Attempts including this one.
     attempts: u32,
     max_attempts: u32,
+    /// Records of the job.
+    records: u32,
 }
 
+/// Most queued jobs looked at per claim; the claim takes as many as fit in one batch.
+const CLAIM_CANDIDATES: i64 = 64;
+
 enum Claim {
-    Job(Claimed),
+    /// One job, or several small jobs whose records fit in one batch together.
+    Jobs(Vec<Claimed>),
     /// Did something (failed an exhausted job); look again at once.
     Again,
     Nothing,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Outcome {
     Succeeded,
     Released,
@@ -113,7 +146,7 @@ impl Worker {
         let poll = Duration::from_millis(self.cx.settings.poll_interval_ms);
         while !self.cx.shutdown.is_cancelled() {
             match self.claim().await {
-                Ok(Claim::Job(job)) => self.process(job).await,
+                Ok(Claim::Jobs(jobs)) => self.process_claimed(jobs).await,
                 Ok(Claim::Again) => {}
                 Ok(Claim::Nothing) => {
                     tokio::select! {
@@ -137,29 +170,45 @@ impl Worker {
     async fn claim(&self) -> Result<Claim, sqlx::Error> {
         // Connections run READ COMMITTED (see `database`): the locking reads below take no gap
         // locks, so inserts of new jobs never wait on a claim.
+        let batch_len = u64::try_from(self.cx.settings.batch_size.max(1)).unwrap_or(u64::MAX);
         let mut conn = self.cx.db.acquire().await?;
         let mut tx = conn.begin().await?;
-        let mut row: Option<(u64, u32, u32, String)> = sqlx::query_as(
-            "SELECT id, attempts, max_attempts, status FROM ingestion_jobs \
+        // Several queued jobs in one round trip: small jobs are claimed together (as many as
+        // fit in one batch of records) and processed in one transaction.
+        let queued: Vec<(u64, u32, u32, u32)> = sqlx::query_as(
+            "SELECT id, attempts, max_attempts, record_count FROM ingestion_jobs \
              WHERE status = 'queued' AND next_attempt_at <= NOW(6) \
-             ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+             ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
         )
-        .fetch_optional(&mut *tx)
+        .bind(CLAIM_CANDIDATES)
+        .fetch_all(&mut *tx)
         .await?;
-        if row.is_none() {
-            row = sqlx::query_as(
-                "SELECT id, attempts, max_attempts, status FROM ingestion_jobs \
+        let mut jobs = Vec::new();
+        let mut total = 0u64;
+        for (id, attempts, max_attempts, records) in queued {
+            if !jobs.is_empty() && total + u64::from(records) > batch_len {
+                break;
+            }
+            total += u64::from(records);
+            jobs.push(Claimed {
+                id,
+                attempts: attempts + 1,
+                max_attempts,
+                records,
+            });
+        }
+        if jobs.is_empty() {
+            let row: Option<(u64, u32, u32, u32)> = sqlx::query_as(
+                "SELECT id, attempts, max_attempts, record_count FROM ingestion_jobs \
                  WHERE status = 'processing' AND claim_expires_at < NOW(6) \
                  ORDER BY claim_expires_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             )
             .fetch_optional(&mut *tx)
             .await?;
-        }
-        let Some((id, attempts, max_attempts, status)) = row else {
-            tx.commit().await?;
-            return Ok(Claim::Nothing);
-        };
-        if status == "processing" {
+            let Some((id, attempts, max_attempts, records)) = row else {
+                tx.commit().await?;
+                return Ok(Claim::Nothing);
+            };
             tracing::warn!(job_id = id, worker = %self.name, "taking over a job whose claim expired");
             if attempts >= max_attempts {
                 sqlx::query(
@@ -179,23 +228,136 @@ impl Worker {
                     .inc();
                 return Ok(Claim::Again);
             }
+            jobs.push(Claimed {
+                id,
+                attempts: attempts + 1,
+                max_attempts,
+                records,
+            });
         }
-        sqlx::query(
-            "UPDATE ingestion_jobs SET status = 'processing', attempts = attempts + 1, \
-             claimed_by = ?, claim_expires_at = NOW(6) + INTERVAL ? MICROSECOND, updated_at = NOW(6) \
-             WHERE id = ?",
-        )
-        .bind(&self.name)
-        .bind(micros(self.cx.settings.claim_ttl()))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let mut update = QueryBuilder::new(
+            "UPDATE ingestion_jobs SET status = 'processing', attempts = attempts + 1, claimed_by = ",
+        );
+        update
+            .push_bind(&self.name)
+            .push(", claim_expires_at = NOW(6) + INTERVAL ")
+            .push_bind(micros(self.cx.settings.claim_ttl()))
+            .push(" MICROSECOND, updated_at = NOW(6) WHERE id IN (");
+        push_ids(&mut update, jobs.iter().map(|j| j.id));
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Claim::Job(Claimed {
-            id,
-            attempts: attempts + 1,
-            max_attempts,
-        }))
+        Ok(Claim::Jobs(jobs))
+    }
+
+    /// Processes what one claim took: a job too large for one batch on its own (batch by
+    /// batch, extending the claim), else all the jobs together in one transaction.
+    async fn process_claimed(&self, jobs: Vec<Claimed>) {
+        let batch_len = self.cx.settings.batch_size.max(1);
+        match jobs.as_slice() {
+            [job] if usize::try_from(job.records).unwrap_or(usize::MAX) > batch_len => {
+                self.process(*job).await;
+            }
+            _ => self.process_group(&jobs).await,
+        }
+    }
+
+    async fn process_group(&self, jobs: &[Claimed]) {
+        let started = Instant::now();
+        let n = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+        self.cx.metrics.jobs_in_progress.inc_by(n);
+        let span = tracing::info_span!("jobs", count = jobs.len(), worker = %self.name);
+        let outcome = self.attempt_group(jobs).instrument(span).await;
+        self.cx.metrics.jobs_in_progress.dec_by(n);
+        let elapsed = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.iter().zip(outcomes) {
+                    self.cx.metrics.job_duration.observe(elapsed);
+                    self.finished(*job, Ok(outcome)).await;
+                }
+            }
+            Err(error) => {
+                for job in jobs {
+                    self.cx.metrics.job_duration.observe(elapsed);
+                    self.finished(*job, Err(&error)).await;
+                }
+            }
+        }
+    }
+
+    /// Small jobs in one transaction: the claims checked (and locked), the raw records read,
+    /// the processed rows written, the jobs finished, one commit.
+    async fn attempt_group(&self, jobs: &[Claimed]) -> Result<Vec<Outcome>, sqlx::Error> {
+        if self.cx.shutdown.is_cancelled() {
+            for job in jobs {
+                self.release(*job).await?;
+            }
+            return Ok(jobs.iter().map(|_| Outcome::Released).collect());
+        }
+        let batch_len = self.cx.settings.batch_size.max(1);
+        let mut conn = self.cx.db.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let mut check = QueryBuilder::new("SELECT id FROM ingestion_jobs WHERE claimed_by = ");
+        check
+            .push_bind(&self.name)
+            .push(" AND status = 'processing' AND id IN (");
+        push_ids(&mut check, jobs.iter().map(|j| j.id));
+        check.push(") FOR UPDATE");
+        let owned: Vec<u64> = check.build_query_scalar().fetch_all(&mut *tx).await?;
+        if owned.is_empty() {
+            tx.commit().await?;
+            return Ok(jobs.iter().map(|_| Outcome::ClaimLost).collect());
+        }
+        let mut select = QueryBuilder::new(
+            "SELECT job_id, record_index, CAST(payload AS CHAR) FROM raw_records WHERE job_id IN (",
+        );
+        push_ids(&mut select, owned.iter().copied());
+        select.push(") ORDER BY job_id, record_index");
+        let rows: Vec<(u64, u32, String)> = select.build_query_as().fetch_all(&mut *tx).await?;
+        let (mut ok, mut invalid) = (0u64, 0u64);
+        for chunk in rows.chunks(batch_len) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO processed_data (job_id, record_index, status, data, error) ",
+            );
+            insert.push_values(chunk, |mut row, (job_id, index, payload)| {
+                row.push_bind(*job_id).push_bind(*index);
+                match records::process(payload) {
+                    Ok(data) => {
+                        ok += 1;
+                        row.push_bind("ok")
+                            .push_bind(Some(data.to_string()))
+                            .push_bind(None::<String>);
+                    }
+                    Err(error) => {
+                        invalid += 1;
+                        row.push_bind("invalid")
+                            .push_bind(None::<String>)
+                            .push_bind(Some(truncate(error)));
+                    }
+                }
+            });
+            // A row already written by an earlier attempt stays as it is: never a duplicate.
+            insert.push(" ON DUPLICATE KEY UPDATE job_id = job_id");
+            insert.build().execute(&mut *tx).await?;
+        }
+        // Counts from the rows themselves: right even when an earlier attempt wrote some.
+        finish_query(&self.name, owned.iter().copied())
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.count(ok, invalid);
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                if owned.contains(&job.id) {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::ClaimLost
+                }
+            })
+            .collect())
     }
 
     async fn process(&self, job: Claimed) {
@@ -208,6 +370,11 @@ impl Worker {
             .metrics
             .job_duration
             .observe(started.elapsed().as_secs_f64());
+        self.finished(job, outcome.as_ref().map(|o| *o)).await;
+    }
+
+    /// Logs and counts the outcome of an attempt; a failed one is recorded for a retry.
+    async fn finished(&self, job: Claimed, outcome: Result<Outcome, &sqlx::Error>) {
         let label = match outcome {
             Ok(Outcome::Succeeded) => {
                 tracing::info!(job_id = job.id, attempt = job.attempts, "job succeeded");
@@ -224,7 +391,7 @@ impl Worker {
                 tracing::warn!(job_id = job.id, "claim lost to another worker; stopped");
                 "claim_lost"
             }
-            Err(error) => self.fail(job, &error).await,
+            Err(error) => self.fail(job, error).await,
         };
         self.cx
             .metrics
@@ -302,20 +469,10 @@ impl Worker {
         }
         let mut conn = self.cx.db.acquire().await?;
         // Counts from the rows themselves: right even when an earlier attempt wrote some.
-        let finished = sqlx::query(
-            "UPDATE ingestion_jobs SET status = 'succeeded', \
-             processed_count = (SELECT COUNT(*) FROM processed_data p \
-                                WHERE p.job_id = ingestion_jobs.id AND p.status = 'ok'), \
-             invalid_count = (SELECT COUNT(*) FROM processed_data p \
-                              WHERE p.job_id = ingestion_jobs.id AND p.status = 'invalid'), \
-             last_error = NULL, claimed_by = NULL, claim_expires_at = NULL, \
-             finished_at = NOW(6), updated_at = NOW(6) \
-             WHERE id = ? AND claimed_by = ? AND status = 'processing'",
-        )
-        .bind(job.id)
-        .bind(&self.name)
-        .execute(&mut *conn)
-        .await?;
+        let finished = finish_query(&self.name, std::iter::once(job.id))
+            .build()
+            .execute(&mut *conn)
+            .await?;
         if finished.rows_affected() == 0 {
             return Ok(Outcome::ClaimLost);
         }

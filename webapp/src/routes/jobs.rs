@@ -19,7 +19,8 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody, is_duplicate_key};
-use crate::records::{BodyFormat, RecordLimits, parse_body};
+use crate::metrics::OutcomeLabels;
+use crate::records::{self, BodyFormat, RecordLimits, parse_records};
 use crate::state::AppState;
 
 /// Raw records per multi-row INSERT when a job is stored.
@@ -261,7 +262,7 @@ pub async fn create_job(
         max_records: state.limits.max_records,
         max_depth: state.limits.max_json_depth,
     };
-    let records = parse_body(&bytes, format, limits)?;
+    let records = parse_records(&bytes, format, limits)?;
     let request_hash: [u8; 32] = Sha256::digest(&bytes).into();
     drop(bytes);
 
@@ -287,24 +288,41 @@ pub async fn create_job(
 
     let record_count = u32::try_from(records.len())
         .map_err(|_| ApiError::Internal("record count overflow".into()))?;
-    let mut tx = conn.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO ingestion_jobs \
-         (user_id, status, idempotency_key, request_hash, record_count, max_attempts, next_attempt_at) \
-         VALUES (?, 'queued', ?, ?, ?, ?, NOW(6))",
-    )
-    .bind(caller.user_id)
-    .bind(key.as_deref())
-    .bind(&request_hash[..])
-    .bind(record_count)
-    .bind(state.max_attempts)
-    .execute(&mut *tx)
-    .await;
-    let job_id = match inserted {
-        Ok(result) => result.last_insert_id(),
+    let raw: Vec<String> = records.iter().map(Value::to_string).collect();
+    // A small job is processed at once, in the transaction that stores it (raw and processed
+    // rows, status `succeeded`): no claim, no second read, one commit. A larger job, or one
+    // whose processing fails here (e.g. a database error), is queued for the workers.
+    let processed: Option<Vec<Result<String, String>>> =
+        (records.len() <= state.process_on_accept_max).then(|| {
+            records
+                .into_iter()
+                .map(|record| {
+                    records::process_value(record)
+                        .map(|data| data.to_string())
+                        .map_err(crate::worker::truncate)
+                })
+                .collect()
+        });
+    let new_job = NewJob {
+        user_id: caller.user_id,
+        key: key.as_deref(),
+        request_hash: &request_hash,
+        max_attempts: state.max_attempts,
+        raw: &raw,
+    };
+    let mut stored = insert_job(&mut conn, &new_job, processed.as_deref()).await;
+    let mut processed_now = processed.is_some();
+    if processed_now && matches!(&stored, Err(error) if !is_duplicate_key(error)) {
+        if let Err(error) = &stored {
+            tracing::warn!(%error, "processing on accept failed; the job is queued for the workers");
+        }
+        processed_now = false;
+        stored = insert_job(&mut conn, &new_job, None).await;
+    }
+    let job_id = match stored {
+        Ok(id) => id,
         Err(error) if is_duplicate_key(&error) => {
             // Another request under the same key won the race.
-            tx.rollback().await?;
             let key = key.as_deref().unwrap_or_default();
             return match replay(&mut conn, caller.user_id, key, &request_hash).await? {
                 Some(job) => Ok(accepted(job, true)),
@@ -313,20 +331,27 @@ pub async fn create_job(
         }
         Err(error) => return Err(error.into()),
     };
-    for (chunk_number, chunk) in records.chunks(RAW_INSERT_BATCH).enumerate() {
-        let first = chunk_number * RAW_INSERT_BATCH;
-        let mut insert =
-            QueryBuilder::new("INSERT INTO raw_records (job_id, record_index, payload) ");
-        insert.push_values(chunk.iter().enumerate(), |mut row, (offset, payload)| {
-            row.push_bind(job_id)
-                .push_bind(u32::try_from(first + offset).unwrap_or(u32::MAX))
-                .push_bind(payload.clone());
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
 
-    state.work_available.notify_one();
+    if let (true, Some(rows)) = (processed_now, &processed) {
+        let ok = rows.iter().filter(|r| r.is_ok()).count() as u64;
+        let metrics = &state.metrics;
+        metrics
+            .job_attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: "succeeded",
+            })
+            .inc();
+        metrics
+            .records_processed
+            .get_or_create(&OutcomeLabels { outcome: "ok" })
+            .inc_by(ok);
+        metrics
+            .records_processed
+            .get_or_create(&OutcomeLabels { outcome: "invalid" })
+            .inc_by(rows.len() as u64 - ok);
+    } else {
+        state.work_available.notify_one();
+    }
     state.metrics.jobs_created.inc();
     state
         .metrics
@@ -337,6 +362,116 @@ pub async fn create_job(
         .await?
         .ok_or(ApiError::NotFound("job"))?;
     Ok(accepted(job, false))
+}
+
+/// A job to store.
+struct NewJob<'a> {
+    user_id: u64,
+    key: Option<&'a str>,
+    request_hash: &'a [u8; 32],
+    max_attempts: u32,
+    raw: &'a [String],
+}
+
+/// Stores a job and its raw records in one transaction: `queued`, or with `processed` (one
+/// result per record) its processed rows too and `succeeded` (attempt 1). Rolled back on error.
+async fn insert_job(
+    conn: &mut MySqlConnection,
+    job: &NewJob<'_>,
+    processed: Option<&[Result<String, String>]>,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    match write_job(&mut tx, job, processed).await {
+        Ok(id) => {
+            tx.commit().await?;
+            Ok(id)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rollback failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn write_job(
+    conn: &mut MySqlConnection,
+    job: &NewJob<'_>,
+    processed: Option<&[Result<String, String>]>,
+) -> Result<u64, sqlx::Error> {
+    let record_count = u32::try_from(job.raw.len()).unwrap_or(u32::MAX);
+    let inserted = match processed {
+        None => {
+            sqlx::query(
+                "INSERT INTO ingestion_jobs \
+                 (user_id, status, idempotency_key, request_hash, record_count, max_attempts, next_attempt_at) \
+                 VALUES (?, 'queued', ?, ?, ?, ?, NOW(6))",
+            )
+            .bind(job.user_id)
+            .bind(job.key)
+            .bind(&job.request_hash[..])
+            .bind(record_count)
+            .bind(job.max_attempts)
+            .execute(&mut *conn)
+            .await?
+        }
+        Some(rows) => {
+            let ok = u32::try_from(rows.iter().filter(|r| r.is_ok()).count()).unwrap_or(u32::MAX);
+            sqlx::query(
+                "INSERT INTO ingestion_jobs \
+                 (user_id, status, idempotency_key, request_hash, record_count, max_attempts, \
+                  attempts, processed_count, invalid_count, next_attempt_at, finished_at) \
+                 VALUES (?, 'succeeded', ?, ?, ?, ?, 1, ?, ?, NOW(6), NOW(6))",
+            )
+            .bind(job.user_id)
+            .bind(job.key)
+            .bind(&job.request_hash[..])
+            .bind(record_count)
+            .bind(job.max_attempts)
+            .bind(ok)
+            .bind(record_count - ok)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    let job_id = inserted.last_insert_id();
+    for (chunk_number, chunk) in job.raw.chunks(RAW_INSERT_BATCH).enumerate() {
+        let first = chunk_number * RAW_INSERT_BATCH;
+        let mut insert =
+            QueryBuilder::new("INSERT INTO raw_records (job_id, record_index, payload) ");
+        insert.push_values(chunk.iter().enumerate(), |mut row, (offset, payload)| {
+            row.push_bind(job_id)
+                .push_bind(u32::try_from(first + offset).unwrap_or(u32::MAX))
+                .push_bind(payload.as_str());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    let Some(rows) = processed else {
+        return Ok(job_id);
+    };
+    for (chunk_number, chunk) in rows.chunks(RAW_INSERT_BATCH).enumerate() {
+        let first = chunk_number * RAW_INSERT_BATCH;
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO processed_data (job_id, record_index, status, data, error) ",
+        );
+        insert.push_values(chunk.iter().enumerate(), |mut row, (offset, result)| {
+            row.push_bind(job_id)
+                .push_bind(u32::try_from(first + offset).unwrap_or(u32::MAX));
+            match result {
+                Ok(data) => row
+                    .push_bind("ok")
+                    .push_bind(Some(data.as_str()))
+                    .push_bind(None::<&str>),
+                Err(error) => row
+                    .push_bind("invalid")
+                    .push_bind(None::<&str>)
+                    .push_bind(Some(error.as_str())),
+            };
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(job_id)
 }
 
 fn parse_path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
