@@ -21,7 +21,7 @@ use std::time::Duration;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
-use crate::engine::ActError;
+use crate::engine::{ActError, Deletion};
 
 /// Codes AWS uses for throttling, across services.
 const THROTTLING: &[&str] = &[
@@ -80,6 +80,24 @@ pub fn error_code<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) ->
     match error {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
+    }
+}
+
+/// The outcome of a delete call: `on_success` when AWS accepted it (gone at once, or still
+/// going), `Gone` when AWS says the resource does not exist (`not_found`, so a repeated or
+/// raced delete is not a failure), AWS's error classified otherwise.
+pub fn deletion<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    not_found: &str,
+    on_success: Deletion,
+) -> Result<Deletion, ActError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(on_success),
+        Err(e) if error_code(&e) == Some(not_found) => Ok(Deletion::Gone),
+        Err(e) => Err(classify(&e)),
     }
 }
 

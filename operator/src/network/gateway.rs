@@ -10,7 +10,7 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{ELASTIC_IP, INTERNET_GATEWAY, NAT_GATEWAY, keys, nat_zones, required};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -512,18 +512,16 @@ impl Driver for NatGateways {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .ec2()
-            .await
-            .delete_nat_gateway()
-            .nat_gateway_id(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::InProgress),
-            Err(e) if error_code(&e) == Some("NatGatewayNotFound") => Ok(Deletion::Gone),
-            Err(e) => Err(classify(&e)),
-        }
+        deletion(
+            self.aws
+                .ec2()
+                .await
+                .delete_nat_gateway()
+                .nat_gateway_id(&current.id)
+                .send()
+                .await,
+            "NatGatewayNotFound",
+            Deletion::InProgress,
+        )
     }
 }

@@ -12,7 +12,7 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone, required, updated};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, ObservedResource, Scope, UpdateRequest,
@@ -456,18 +456,16 @@ impl Driver for RouteTables {
             self.sync_subnets(&current.id, associations, &BTreeSet::new())
                 .await?;
         }
-        match self
-            .aws
-            .ec2()
-            .await
-            .delete_route_table()
-            .route_table_id(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::Gone),
-            Err(e) if error_code(&e) == Some("InvalidRouteTableID.NotFound") => Ok(Deletion::Gone),
-            Err(e) => Err(classify(&e)),
-        }
+        deletion(
+            self.aws
+                .ec2()
+                .await
+                .delete_route_table()
+                .route_table_id(&current.id)
+                .send()
+                .await,
+            "InvalidRouteTableID.NotFound",
+            Deletion::Gone,
+        )
     }
 }

@@ -21,7 +21,7 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, ObservedResource, Scope, UpdateRequest,
@@ -431,18 +431,16 @@ impl Driver for SecurityGroups {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .ec2()
-            .await
-            .delete_security_group()
-            .group_id(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::Gone),
-            Err(e) if error_code(&e) == Some("InvalidGroup.NotFound") => Ok(Deletion::Gone),
-            Err(e) => Err(classify(&e)),
-        }
+        deletion(
+            self.aws
+                .ec2()
+                .await
+                .delete_security_group()
+                .group_id(&current.id)
+                .send()
+                .await,
+            "InvalidGroup.NotFound",
+            Deletion::Gone,
+        )
     }
 }

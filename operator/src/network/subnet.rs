@@ -8,7 +8,7 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{SUBNET, cidr, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, error_code, errors::no_retries};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -206,18 +206,16 @@ impl Driver for Subnets {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .ec2()
-            .await
-            .delete_subnet()
-            .subnet_id(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::Gone),
-            Err(e) if error_code(&e) == Some("InvalidSubnetID.NotFound") => Ok(Deletion::Gone),
-            Err(e) => Err(classify(&e)),
-        }
+        deletion(
+            self.aws
+                .ec2()
+                .await
+                .delete_subnet()
+                .subnet_id(&current.id)
+                .send()
+                .await,
+            "InvalidSubnetID.NotFound",
+            Deletion::Gone,
+        )
     }
 }
