@@ -120,6 +120,21 @@ impl TestNamespace {
         found
     }
 
+    /// Waits (up to 30 s) until an event about `name` exists — with `reason`, when given — and
+    /// returns all events about it. Events are published after the status write a test waits
+    /// on, so reading them at once would race the operator.
+    pub async fn wait_for_event(&self, name: &str, reason: Option<&str>) -> Vec<Event> {
+        let what = format!("an event about {name} (reason {reason:?})");
+        eventually(Duration::from_secs(30), &what, || async {
+            let events = self.events_for(name).await;
+            let found = events
+                .iter()
+                .any(|e| reason.is_none_or(|r| e.reason.as_deref() == Some(r)));
+            found.then_some(events)
+        })
+        .await
+    }
+
     /// DataPlatforms in this namespace as untyped objects, for specs the typed API cannot hold.
     pub fn dynamic(&self) -> Api<DynamicObject> {
         Api::namespaced_with(

@@ -133,11 +133,7 @@ async fn finalizer_conditions_and_observed_generation_follow_the_object() {
     );
     assert_eq!(ready.observed_generation, Some(2));
 
-    let events = ns.events_for("ingest").await;
-    assert!(
-        events.iter().any(|e| e.reason.as_deref() == Some("Ready")),
-        "a Ready event: {events:?}"
-    );
+    ns.wait_for_event("ingest", Some("Ready")).await;
 
     api.delete("ingest", &DeleteParams::default())
         .await
@@ -277,9 +273,7 @@ async fn two_replicas_one_leader_failover_and_sigterm() {
         dp.finalizers().iter().any(|f| f == FINALIZER)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let events = ns.events_for("one").await;
-    assert!(!events.is_empty(), "the leader publishes events");
+    let events = ns.wait_for_event("one", None).await;
     for event in &events {
         assert_eq!(
             event.reporting_instance.as_deref(),
@@ -331,9 +325,7 @@ async fn two_replicas_one_leader_failover_and_sigterm() {
         dp.finalizers().iter().any(|f| f == FINALIZER)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let events = ns.events_for("two").await;
-    assert!(!events.is_empty());
+    let events = ns.wait_for_event("two", None).await;
     assert!(
         events
             .iter()
@@ -486,10 +478,7 @@ async fn operator_runs_with_exactly_the_chart_rbac() {
     })
     .await;
     assert!(dp.finalizers().iter().any(|f| f == FINALIZER));
-    assert!(
-        !ns.events_for("prod").await.is_empty(),
-        "events were published"
-    );
+    ns.wait_for_event("prod", Some("Ready")).await;
     api.delete("prod", &DeleteParams::default()).await.unwrap();
     eventually(WAIT, "the object to be gone", || async {
         api.get_opt("prod").await.ok()?.is_none().then_some(())
