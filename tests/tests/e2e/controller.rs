@@ -20,6 +20,8 @@ use plinth_e2e::cluster::{
     install_crd, test_settings,
 };
 use plinth_e2e::kube_client;
+use plinth_operator::aws::{AwsClients, AwsOptions};
+use plinth_operator::components;
 use plinth_operator::controller::{FINALIZER, PAUSED_ANNOTATION};
 use plinth_operator::platform::Platform;
 use serde_json::json;
@@ -153,15 +155,21 @@ async fn finalizer_conditions_and_observed_generation_follow_the_object() {
     ns.delete().await;
 }
 
-/// `plinth.dev/paused: "true"` stops reconciling (status says so), holds a delete, and removing
-/// it resumes; `plinth.dev/reconcile-requested-at` triggers a pass at once, echoed in status.
+/// `plinth.dev/paused: "true"` stops reconciling (status says so) with not one AWS call, holds a
+/// delete, and removing it resumes; `plinth.dev/reconcile-requested-at` triggers a pass at once,
+/// echoed in status. The operator acts on the emulator with every real component, through
+/// clients whose calls the test counts.
 #[tokio::test]
 async fn paused_and_reconcile_requested_annotations() {
     let (client, ns) = setup("paused").await;
+    let aws = AwsClients::from_config(
+        &plinth_e2e::aws_config().await.unwrap(),
+        &AwsOptions::default(),
+    );
     let operator = RunningOperator::start(
         client.clone(),
         test_settings(&ns.name, "paused-0"),
-        no_components(),
+        Arc::new(components::platform(&aws).unwrap()),
     );
     let api = ns.platforms();
     let mut dp = example("minimal.yaml", "ingest", &ns.name);
@@ -181,6 +189,12 @@ async fn paused_and_reconcile_requested_annotations() {
         None,
         "a paused platform is never judged Ready"
     );
+    let calls = aws.calls().snapshot();
+    assert_eq!(
+        (calls.reads(), calls.writes()),
+        (0, 0),
+        "a paused platform costs no AWS call at all"
+    );
 
     // A delete while paused waits: the finalizer stays.
     api.delete("ingest", &DeleteParams::default())
@@ -191,6 +205,11 @@ async fn paused_and_reconcile_requested_annotations() {
     assert!(
         held.finalizers().iter().any(|f| f == FINALIZER),
         "paused holds the delete"
+    );
+    assert_eq!(
+        aws.calls().snapshot().writes(),
+        0,
+        "nor does a delete while paused"
     );
 
     api.patch(
@@ -212,10 +231,15 @@ async fn paused_and_reconcile_requested_annotations() {
     )
     .await
     .unwrap();
-    wait_for(&api, "second", "Ready", |dp| {
+    // Unpaused, the platform is built for real in the emulator before it is Ready.
+    wait_within(TEARDOWN, &api, "second", "Ready", |dp| {
         condition(dp, "Ready").is_some_and(|(s, _)| s == "True")
     })
     .await;
+    assert!(
+        aws.calls().snapshot().writes() > 0,
+        "the network was created"
+    );
     api.patch(
         "second",
         &PatchParams::default(),
@@ -235,6 +259,12 @@ async fn paused_and_reconcile_requested_annotations() {
     api.delete("second", &DeleteParams::default())
         .await
         .unwrap();
+    eventually(
+        TEARDOWN,
+        "the second platform to be torn down and gone",
+        || async { api.get_opt("second").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
     operator.stop().await;
     ns.delete().await;
 }
