@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 
 use crate::{StackError, stack_var};
 
+/// The region the private emulator prepares and its clients use.
+const REGION: &str = "eu-west-1";
+
 /// A running private emulator.
 pub struct PrivateEmulator {
     child: Child,
@@ -22,7 +25,7 @@ impl PrivateEmulator {
         let server = stack_var("PLINTH_AWS_SERVER")?;
         let mut child = Command::new(&python)
             .args([server.as_str(), "--host", "127.0.0.1", "--port", "0"])
-            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_REGION", REGION)
             .envs(settings.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -59,19 +62,7 @@ impl PrivateEmulator {
 
     /// SDK configuration for this emulator, with the stack's dummy credentials.
     pub async fn sdk_config(&self) -> Result<aws_config::SdkConfig, StackError> {
-        let credentials = aws_sdk_ec2::config::Credentials::new(
-            stack_var("AWS_ACCESS_KEY_ID")?,
-            stack_var("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "plinth-stack",
-        );
-        Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new("eu-west-1"))
-            .credentials_provider(credentials)
-            .load()
-            .await)
+        crate::aws_config_for(&self.endpoint, REGION).await
     }
 
     /// The emulator's call counts (`GET /_plinth/calls`).

@@ -98,15 +98,22 @@ pub fn kubectl() -> Result<std::process::Command, StackError> {
 
 /// AWS SDK configuration pointing at the emulator with the stack's dummy credentials.
 pub async fn aws_config() -> Result<aws_config::SdkConfig, StackError> {
-    let endpoint = stack_var("AWS_ENDPOINT_URL")?;
-    let region = stack_var("AWS_REGION")?;
+    aws_config_for(&stack_var("AWS_ENDPOINT_URL")?, &stack_var("AWS_REGION")?).await
+}
+
+/// AWS SDK configuration for an emulator at `endpoint` (the stack's or a private one) in
+/// `region`, with the stack's dummy credentials.
+pub async fn aws_config_for(
+    endpoint: &str,
+    region: &str,
+) -> Result<aws_config::SdkConfig, StackError> {
     let key = stack_var("AWS_ACCESS_KEY_ID")?;
     let secret = stack_var("AWS_SECRET_ACCESS_KEY")?;
     let credentials =
         aws_sdk_ec2::config::Credentials::new(key, secret, None, None, "plinth-stack");
     Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region))
+        .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(credentials)
         .load()
         .await)
