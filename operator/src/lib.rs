@@ -5,6 +5,7 @@ pub mod cli;
 pub mod components;
 pub mod controller;
 pub mod engine;
+pub mod intent;
 pub mod metrics;
 pub mod network;
 pub mod platform;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use plinth_crds::{DataPlatformSpec, DataPlatformStatus};
+use plinth_crds::DataPlatformStatus;
 
 use crate::aws::AwsRegions;
 use crate::controller::conditions::Verdict;
@@ -17,6 +17,7 @@ use crate::engine::{
     Component, Components, DuplicateKind, Engine, ExecuteOptions, Kind, Observed, ObservedResource,
     Pass, Plan, Report, Scope,
 };
+use crate::intent::Intent;
 
 /// Components that share one status condition, e.g. everything of the network.
 #[derive(Clone, Debug)]
@@ -49,7 +50,7 @@ pub type Outputs = fn(&Observed, &mut DataPlatformStatus);
 
 /// The engine wired to a list of components.
 pub struct Platform {
-    components: Components<DataPlatformSpec>,
+    components: Components<Intent>,
     groups: Vec<Group>,
     outputs: Vec<Outputs>,
     options: ExecuteOptions,
@@ -58,7 +59,7 @@ pub struct Platform {
 impl Platform {
     /// A platform engine over `components`, reporting a condition per group.
     pub fn new(
-        components: impl IntoIterator<Item = Arc<dyn Component<DataPlatformSpec>>>,
+        components: impl IntoIterator<Item = Arc<dyn Component<Intent>>>,
         groups: Vec<Group>,
         options: ExecuteOptions,
     ) -> Result<Self, DuplicateKind> {
@@ -89,22 +90,18 @@ impl Platform {
         self.groups.iter().map(|g| g.condition)
     }
 
-    fn engine<'a>(&'a self, scope: &'a Scope) -> Engine<'a, DataPlatformSpec> {
+    fn engine<'a>(&'a self, scope: &'a Scope) -> Engine<'a, Intent> {
         Engine::new(&self.components, scope, self.options)
     }
 
     /// What a pass would do; changes nothing (`plinth plan`).
-    pub async fn plan(&self, scope: &Scope, spec: &DataPlatformSpec) -> Result<Pass, PassError> {
-        self.engine(scope).preview(spec).await
+    pub async fn plan(&self, scope: &Scope, intent: &Intent) -> Result<Pass, PassError> {
+        self.engine(scope).preview(intent).await
     }
 
     /// One pass toward the spec.
-    pub async fn apply(
-        &self,
-        scope: &Scope,
-        spec: &DataPlatformSpec,
-    ) -> Result<PassOutcome, PassError> {
-        let pass = self.engine(scope).reconcile(spec).await?;
+    pub async fn apply(&self, scope: &Scope, intent: &Intent) -> Result<PassOutcome, PassError> {
+        let pass = self.engine(scope).reconcile(intent).await?;
         let verdicts = self.verdicts(&pass.plan, &pass.report);
         Ok(PassOutcome { pass, verdicts })
     }
@@ -114,10 +111,10 @@ impl Platform {
     pub async fn teardown(
         &self,
         scope: &Scope,
-        spec: &DataPlatformSpec,
+        intent: &Intent,
         retain: &(dyn Fn(&ObservedResource) -> bool + Sync),
     ) -> Result<Pass, PassError> {
-        self.engine(scope).teardown(Some(spec), retain).await
+        self.engine(scope).teardown(Some(intent), retain).await
     }
 
     /// Judges each group: ready only when the pass planned nothing for its kinds and nothing

@@ -44,11 +44,44 @@ pub struct AwsOptions {
     pub metrics: Option<Family<AwsCallLabels, Counter>>,
 }
 
+/// Builds one service's client from the shared configuration: the call counter as interceptor,
+/// and standard retries when the configuration names none.
+macro_rules! service_client {
+    ($sdk:ident, $config:expr, $calls:expr) => {{
+        let mut builder = $sdk::config::Builder::from($config).interceptor($calls.interceptor());
+        if $config.retry_config().is_none() {
+            builder = builder.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        }
+        $sdk::Client::from_conf(builder.build())
+    }};
+}
+
+/// Defines the accessor of one service's client: it waits for our rate limit first, so call it
+/// right before each request.
+macro_rules! accessors {
+    ($($(#[$doc:meta])* $name:ident: $client:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub async fn $name(&self) -> &$client {
+                self.limiter.until_ready().await;
+                &self.$name
+            }
+        )*
+    };
+}
+
 /// The clients of one region, cheap to clone (shared connection pool, limiter and counts).
 #[derive(Clone)]
 pub struct AwsClients {
     region: String,
     ec2: aws_sdk_ec2::Client,
+    rds: aws_sdk_rds::Client,
+    secretsmanager: aws_sdk_secretsmanager::Client,
+    elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    sns: aws_sdk_sns::Client,
+    iam: aws_sdk_iam::Client,
     limiter: Arc<DefaultDirectRateLimiter>,
     calls: CallCounts,
 }
@@ -81,15 +114,18 @@ impl AwsClients {
             .map(|r| r.as_ref().to_owned())
             .unwrap_or_default();
         let calls = CallCounts::new(options.metrics.clone());
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(config).interceptor(calls.interceptor());
-        if config.retry_config().is_none() {
-            ec2 = ec2.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-        }
         let quota = Quota::per_second(NonZeroU32::new(CALLS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
         Self {
             region,
-            ec2: aws_sdk_ec2::Client::from_conf(ec2.build()),
+            ec2: service_client!(aws_sdk_ec2, config, calls),
+            rds: service_client!(aws_sdk_rds, config, calls),
+            secretsmanager: service_client!(aws_sdk_secretsmanager, config, calls),
+            elbv2: service_client!(aws_sdk_elasticloadbalancingv2, config, calls),
+            autoscaling: service_client!(aws_sdk_autoscaling, config, calls),
+            cloudwatch: service_client!(aws_sdk_cloudwatch, config, calls),
+            sns: service_client!(aws_sdk_sns, config, calls),
+            iam: service_client!(aws_sdk_iam, config, calls),
             limiter: Arc::new(RateLimiter::direct(quota)),
             calls,
         }
@@ -100,10 +136,23 @@ impl AwsClients {
         &self.region
     }
 
-    /// The EC2 client, after waiting for our rate limit: call it right before each request.
-    pub async fn ec2(&self) -> &aws_sdk_ec2::Client {
-        self.limiter.until_ready().await;
-        &self.ec2
+    accessors! {
+        /// The EC2 client, after waiting for our rate limit.
+        ec2: aws_sdk_ec2::Client;
+        /// The RDS client (Aurora), after waiting for our rate limit.
+        rds: aws_sdk_rds::Client;
+        /// The Secrets Manager client (rotation of the database secret), after waiting.
+        secretsmanager: aws_sdk_secretsmanager::Client;
+        /// The Elastic Load Balancing v2 client (ALB, target groups, listeners), after waiting.
+        elbv2: aws_sdk_elasticloadbalancingv2::Client;
+        /// The EC2 Auto Scaling client, after waiting for our rate limit.
+        autoscaling: aws_sdk_autoscaling::Client;
+        /// The CloudWatch client (alarms), after waiting for our rate limit.
+        cloudwatch: aws_sdk_cloudwatch::Client;
+        /// The SNS client (the alarm topic), after waiting for our rate limit.
+        sns: aws_sdk_sns::Client;
+        /// The IAM client (the instances' role and profile), after waiting for our rate limit.
+        iam: aws_sdk_iam::Client;
     }
 
     /// Calls made through these clients so far, by service and operation.

@@ -16,6 +16,7 @@ use plinth_crds::{DataPlatform, DataPlatformSpec, ValidationErrors};
 use crate::aws::{AwsClients, AwsOptions};
 use crate::components;
 use crate::engine::{self, Applied, Change, DuplicateKind, Report, Scope, Summary};
+use crate::intent::Intent;
 use crate::network;
 use crate::platform::{PassError, Platform};
 
@@ -121,7 +122,13 @@ pub struct SpecFile {
 }
 
 impl SpecFile {
-    /// The spec.
+    /// What the CLI builds toward: the spec with its own app revision serving (the CLI converges
+    /// straight to the spec; blue/green rollouts are the controller's).
+    pub fn intent(&self) -> Intent {
+        Intent::steady(self.spec().clone())
+    }
+
+    /// The file's spec.
     pub fn spec(&self) -> &DataPlatformSpec {
         &self.platform.spec
     }
@@ -267,7 +274,7 @@ pub async fn converge(
     let mut changes = 0;
     loop {
         passes += 1;
-        let outcome = match platform.apply(&file.scope, file.spec()).await {
+        let outcome = match platform.apply(&file.scope, &file.intent()).await {
             Ok(outcome) => outcome,
             // Reading AWS failed after the SDK's retries: try the pass again, within the deadline.
             Err(PassError::Observe(error))
@@ -320,7 +327,7 @@ pub async fn destroy(
     loop {
         passes += 1;
         let outcome = match platform
-            .teardown(&file.scope, file.spec(), &|_| false)
+            .teardown(&file.scope, &file.intent(), &|_| false)
             .await
         {
             Ok(outcome) => outcome,
@@ -375,7 +382,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let name = file.scope.platform().to_owned();
     match cli.command {
         Command::Plan(_) => {
-            let plan = platform.plan(&file.scope, file.spec()).await?.plan;
+            let plan = platform.plan(&file.scope, &file.intent()).await?.plan;
             if plan.is_empty() {
                 println!("{name}: AWS matches the spec; nothing to do.");
             } else {
@@ -384,7 +391,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Status(_) => {
-            let pass = platform.plan(&file.scope, file.spec()).await?;
+            let pass = platform.plan(&file.scope, &file.intent()).await?;
             let (observed, plan) = (pass.observed, pass.plan);
             println!("platform: {name} ({} resources found)", observed.len());
             for resource in observed.iter() {

@@ -21,6 +21,7 @@ use super::{
     Context, Error, FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION,
 };
 use crate::engine::{Applied, Change, Report, Scope};
+use crate::intent::Intent;
 use crate::platform::{PassError, PassOutcome};
 
 /// The condition a paused platform carries.
@@ -110,7 +111,10 @@ async fn reconcile_inner(
     }
 
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
-    match platform.apply(&scope, &dp.spec).await {
+    match platform
+        .apply(&scope, &Intent::steady(dp.spec.clone()))
+        .await
+    {
         Ok(outcome) => {
             let mut status = dp.status.clone().unwrap_or_default();
             platform.write_outputs(&outcome.pass.observed, &mut status);
@@ -260,7 +264,9 @@ async fn cleanup(
         return Ok((Action::await_change(), "paused"));
     }
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
-    let outcome = platform.teardown(scope, &dp.spec, &|_| false).await?;
+    let outcome = platform
+        .teardown(scope, &Intent::steady(dp.spec.clone()), &|_| false)
+        .await?;
     publish_changes(ctx, dp, &outcome.report.applied).await;
     if outcome.found == 0 {
         info!(platform = %ObjectRef::from_obj(dp), "nothing tagged for the platform remains: releasing the finalizer");

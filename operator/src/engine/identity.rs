@@ -89,6 +89,12 @@ impl Scope {
     }
 }
 
+/// A short identifier of `text` that is the same on every machine and in every release (names,
+/// tokens, app revisions): 64-bit FNV-1a in hex. Not for security.
+pub fn stable_hash(text: &str) -> String {
+    format!("{:016x}", fnv1a(text.as_bytes()))
+}
+
 /// 64-bit FNV-1a: fixed forever (unlike std's hasher), so names and tokens are stable across
 /// releases. Not for security, only for stable short identifiers.
 fn fnv1a(bytes: &[u8]) -> u64 {

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ConnectivityType, DomainType, Filter, NatGatewayState, ResourceType};
-use plinth_crds::DataPlatformSpec;
 
 use super::{ELASTIC_IP, INTERNET_GATEWAY, NAT_GATEWAY, keys, nat_zones, required};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
@@ -15,6 +14,7 @@ use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
+use crate::intent::Intent;
 
 /// Field: the VPC an internet gateway is attached to.
 pub const VPC_ID: &str = "vpc_id";
@@ -93,8 +93,8 @@ impl InternetGateway {
     }
 }
 
-impl Component<DataPlatformSpec> for InternetGateway {
-    fn desired(&self, _spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for InternetGateway {
+    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(vec![
             DesiredResource::new(INTERNET_GATEWAY, keys::INTERNET_GATEWAY)
                 .immutable(VPC_ID, AttrValue::reference(keys::VPC)),
@@ -259,8 +259,8 @@ impl ElasticIps {
     }
 }
 
-impl Component<DataPlatformSpec> for ElasticIps {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for ElasticIps {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {
@@ -424,8 +424,8 @@ impl NatGateways {
     }
 }
 
-impl Component<DataPlatformSpec> for NatGateways {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for NatGateways {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {

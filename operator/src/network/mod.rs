@@ -38,6 +38,7 @@ use crate::engine::{
     ActError, AttrValue, Attrs, Component, DesiredError, Key, Kind, Observed, ObservedResource,
     UpdateRequest,
 };
+use crate::intent::Intent;
 use crate::platform::Group;
 
 /// The VPC.
@@ -106,7 +107,7 @@ pub mod keys {
 }
 
 /// The network's components, acting through `clients` (bound to one region).
-pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<DataPlatformSpec>>> {
+pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     vec![
         Arc::new(vpc::Vpc::new(clients.clone())),
         Arc::new(subnet::Subnets::new(clients.clone())),

@@ -17,6 +17,7 @@ use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, ObservedResource, Scope, UpdateRequest,
 };
+use crate::intent::Intent;
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -339,8 +340,8 @@ impl RouteTables {
     }
 }
 
-impl Component<DataPlatformSpec> for RouteTables {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for RouteTables {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(desired_tables(spec))
     }
 }

@@ -26,6 +26,7 @@ use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, ObservedResource, Scope, UpdateRequest,
 };
+use crate::intent::Intent;
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -332,8 +333,8 @@ impl SecurityGroups {
     }
 }
 
-impl Component<DataPlatformSpec> for SecurityGroups {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for SecurityGroups {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         desired_groups(spec)
     }
 }

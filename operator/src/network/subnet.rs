@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SubnetState};
-use plinth_crds::DataPlatformSpec;
 
 use super::{SUBNET, cidr, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
@@ -13,6 +12,7 @@ use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
+use crate::intent::Intent;
 
 /// Field: the VPC's id.
 pub const VPC_ID: &str = "vpc_id";
@@ -98,8 +98,8 @@ fn subnet(key: crate::engine::Key, cidr: String, az: &str) -> DesiredResource {
         .updatable(MAP_PUBLIC_IP_ON_LAUNCH, false)
 }
 
-impl Component<DataPlatformSpec> for Subnets {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for Subnets {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         let vpc = vpc_cidr(spec, SUBNET)?;
         let zones = &spec.network.availability_zones;
         let carved = cidr::carve(vpc, zones.len()).map_err(|e| DesiredError::Invalid {

@@ -7,6 +7,7 @@ use plinth_crds::{DataPlatform, NatGatewayMode};
 use super::security::{Peer, permission_of, rule, rules_of, tcp};
 use super::*;
 use crate::engine::{AttrValue, DesiredError, DesiredGraph, Observed, plan};
+use crate::intent::Intent;
 
 fn spec(zones: &[&str], nat: NatGatewayMode) -> DataPlatformSpec {
     let text = include_str!("../../../examples/minimal.yaml");
@@ -35,7 +36,7 @@ fn graph(spec: &DataPlatformSpec) -> DesiredGraph {
         Ok(c) => c,
         Err(e) => panic!("{e}"),
     };
-    match components.desired(spec) {
+    match components.desired(&Intent::steady(spec.clone())) {
         Ok(g) => g,
         Err(e) => panic!("{e}"),
     }
@@ -219,7 +220,7 @@ fn a_spec_for_another_region_is_refused_before_any_call() {
     };
     let spec = spec(&["eu-west-1a", "eu-west-1b"], NatGatewayMode::Single);
     assert!(matches!(
-        components.desired(&spec),
+        components.desired(&Intent::steady(spec.clone())),
         Err(DesiredError::Invalid { kind: VPC, .. })
     ));
 }

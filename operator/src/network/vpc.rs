@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, VpcAttributeName, VpcState};
-use plinth_crds::DataPlatformSpec;
 
 use super::{VPC, check_region, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
@@ -14,6 +13,7 @@ use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
+use crate::intent::Intent;
 
 /// Field: the VPC's IPv4 CIDR.
 pub const CIDR_BLOCK: &str = "cidr_block";
@@ -110,8 +110,8 @@ impl Vpc {
     }
 }
 
-impl Component<DataPlatformSpec> for Vpc {
-    fn desired(&self, spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, DesiredError> {
+impl Component<Intent> for Vpc {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         check_region(spec, &self.aws, VPC)?;
         let cidr = vpc_cidr(spec, VPC)?;
         Ok(vec![

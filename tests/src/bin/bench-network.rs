@@ -112,7 +112,7 @@ async fn run() -> Result<Vec<Phase>, String> {
         Instant::now(),
     );
     let outcome = platform
-        .apply(&file.scope, file.spec())
+        .apply(&file.scope, &file.intent())
         .await
         .map_err(|e| e.to_string())?;
     if !outcome.is_converged() {

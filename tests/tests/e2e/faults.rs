@@ -70,7 +70,7 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
     );
 
     // Converged means a fresh pass plans nothing; check it once more explicitly.
-    let steady = platform.apply(&file.scope, file.spec()).await.unwrap();
+    let steady = platform.apply(&file.scope, &file.intent()).await.unwrap();
     assert!(
         steady.is_converged(),
         "steady state: {:?}",
@@ -95,7 +95,7 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
     cli::destroy(&platform, &file, pace, &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("teardown under faults: {e}"));
-    let after = platform.plan(&file.scope, file.spec()).await.unwrap();
+    let after = platform.plan(&file.scope, &file.intent()).await.unwrap();
     assert_eq!(after.found, 0, "nothing tagged for the platform remains");
 
     let calls = emulator.calls().await;

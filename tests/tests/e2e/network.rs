@@ -534,7 +534,7 @@ async fn apply_builds_the_network_the_spec_describes_and_a_steady_pass_writes_no
     let before = h.clients.calls().snapshot();
     let outcome = h
         .platform
-        .apply(&h.file.scope, h.file.spec())
+        .apply(&h.file.scope, &h.file.intent())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let calls = h.clients.calls().snapshot().since(&before);
@@ -616,7 +616,7 @@ async fn drift_in_a_route_and_a_rule_is_put_back() {
 
     let plan = h
         .platform
-        .plan(&h.file.scope, h.file.spec())
+        .plan(&h.file.scope, &h.file.intent())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .plan;
@@ -711,7 +711,7 @@ async fn two_platforms_never_touch_each_others_resources() {
     assert_eq!(b_before, b_after);
     let plan = b
         .platform
-        .plan(&b.file.scope, b.file.spec())
+        .plan(&b.file.scope, &b.file.intent())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .plan;
@@ -725,8 +725,8 @@ async fn a_pass_killed_right_after_the_vpc_create_leaves_one_vpc() {
     // Start a pass and kill it as soon as the VPC exists in AWS, before anything could be
     // recorded anywhere.
     let platform = components::platform(&h.clients).unwrap_or_else(|e| panic!("{e}"));
-    let (scope, spec) = (h.file.scope.clone(), h.file.spec().clone());
-    let pass = tokio::spawn(async move { platform.apply(&scope, &spec).await.map(|_| ()) });
+    let (scope, intent) = (h.file.scope.clone(), h.file.intent());
+    let pass = tokio::spawn(async move { platform.apply(&scope, &intent).await.map(|_| ()) });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let vpcs = h
