@@ -156,6 +156,13 @@ pub trait Driver: Send + Sync {
     /// Deletes a resource Plinth created.
     async fn delete(&self, current: &ObservedResource, scope: &Scope)
     -> Result<Deletion, ActError>;
+
+    /// Every IAM action this driver's calls need (`ec2:DescribeVpcs`, …): the one source of the
+    /// operator's least-privilege policy (`plinth iam-policy`), checked against the calls the
+    /// end-to-end suites record.
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Finds the driver for a kind. The component registry implements it; tests implement it with
