@@ -77,7 +77,17 @@ pub fn unique_name(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
+    format!("{prefix}-{}-{nanos:x}-{n}", run_id())
+}
+
+/// The id of this test run, embedded in every [`unique_name`]: `PLINTH_TEST_RUN` when
+/// `tests/run` set it (so its leak check can tell this run's platforms from older ones), else
+/// the process id.
+pub fn run_id() -> String {
+    std::env::var("PLINTH_TEST_RUN")
+        .ok()
+        .filter(|run| !run.is_empty())
+        .unwrap_or_else(|| std::process::id().to_string())
 }
 
 /// A `kubectl` command for the stack's API server: the kubectl `tests/stack/up` built (not
