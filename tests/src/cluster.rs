@@ -2,6 +2,7 @@
 //! the examples as objects, running the operator in-process, and waiting for what a user would
 //! see (status, finalizers, events).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -221,12 +222,19 @@ pub struct OperatorProcess {
     child: std::process::Child,
     /// Its identity in the Lease.
     pub identity: String,
+    /// The port its `/metrics` listens on (127.0.0.1).
+    pub metrics_port: u16,
 }
 
 impl OperatorProcess {
     /// Starts `binary` watching only `namespace`, with its Lease there, talking to the stack's
     /// API server and AWS emulator.
     pub fn spawn(binary: &str, namespace: &str, identity: &str) -> Self {
+        // Bound and released at once: a port nothing else listens on for the replica to take.
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free local port");
         let mut command = std::process::Command::new(binary);
         for var in [
             "KUBECONFIG",
@@ -241,19 +249,68 @@ impl OperatorProcess {
             .env("POD_NAMESPACE", namespace)
             .env("PLINTH_WATCH_NAMESPACE", namespace)
             .env("PLINTH_LEASE_SECONDS", "6")
-            .env("PLINTH_METRICS_ADDR", "127.0.0.1:0")
+            .env("PLINTH_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("PLINTH_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
         Self {
             child,
             identity: identity.to_string(),
+            metrics_port,
         }
+    }
+
+    /// Resident set size now and at its peak (`VmRSS`, `VmHWM` of `/proc/<pid>/status`), KiB;
+    /// zeros once the process is gone.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The AWS calls it has made so far by `(service, operation)`, from its `/metrics`.
+    pub async fn aws_calls(&self) -> Result<BTreeMap<(String, String), u64>, reqwest::Error> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let text = reqwest::get(url).await?.text().await?;
+        let mut calls = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("plinth_aws_calls_total{"))
+        {
+            let label = |name: &str| {
+                let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = line[start..].find('"')? + start;
+                Some(line[start..end].to_owned())
+            };
+            let value = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if let (Some(service), Some(operation)) = (label("service"), label("operation")) {
+                // Counters are whole numbers printed as floats.
+                calls.insert((service, operation), value as u64);
+            }
+        }
+        Ok(calls)
     }
 
     /// A crash: SIGKILL, so nothing is released and the Lease must expire.
     pub fn kill(mut self) {
+        self.kill_in_place();
+    }
+
+    /// [`Self::kill`] for a replica kept in a list (a fleet with a failover).
+    pub fn kill_in_place(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,325 @@
+//! The fleet benchmark: many DataPlatforms in one operator process (or two replicas with a
+//! leader failover in the middle) against the local stack. Prints the time until every
+//! platform is Ready, the operator's peak RSS, the AWS calls one steady-state resync costs per
+//! platform (reads and writes, from the operator's own `/metrics`), and the time until every
+//! platform is deleted.
+//!
+//! ```sh
+//! cargo build -p plinth-e2e --bins
+//! $CARGO_TARGET_DIR/debug/bench-fleet --platforms 200            # one replica
+//! $CARGO_TARGET_DIR/debug/bench-fleet --platforms 200 --failover # two, the leader killed midway
+//! ```
+//! The operator is the shipped process (`plinth-operator-e2e` next to this binary). Build both
+//! with `--release` to measure the RSS a deployment would see.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use plinth_crds::DataPlatform;
+use plinth_e2e::cluster::{OperatorProcess, TEST_MANAGER, condition, example, install_crd};
+use plinth_e2e::{kube_client, unique_name};
+use plinth_operator::aws::calls::is_read;
+
+/// What to run.
+#[derive(Parser)]
+struct Args {
+    /// How many platforms.
+    #[arg(long, default_value_t = 200)]
+    platforms: usize,
+    /// The file in `examples/` each platform is made from (name and namespace replaced).
+    #[arg(long, default_value = "minimal.yaml")]
+    example: String,
+    /// Two replicas; SIGKILL the leader once half the platforms are Ready.
+    #[arg(long)]
+    failover: bool,
+    /// Give up after this many seconds in a phase.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// The operator binary (default: `plinth-operator-e2e` beside this one).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+/// Runs once while waiting, given the replicas and how many platforms are done so far; true
+/// when it acted (it is not called again).
+type Midway<'a> = dyn FnMut(&mut [OperatorProcess], usize) -> bool + 'a;
+
+/// Polls until `done` holds for the listed platforms, sampling every replica's RSS; returns the
+/// elapsed time. Runs `midway` once, when `half` holds.
+async fn wait_for(
+    api: &Api<DataPlatform>,
+    replicas: &mut [OperatorProcess],
+    peak_kib: &mut u64,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&[DataPlatform]) -> (usize, bool),
+    mut midway: Option<&mut Midway<'_>>,
+) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        for replica in replicas.iter() {
+            let (now, hwm) = replica.rss_kib();
+            *peak_kib = (*peak_kib).max(now).max(hwm);
+        }
+        let list = api.list(&ListParams::default()).await?;
+        let (count, finished) = done(&list.items);
+        if finished {
+            return Ok(started.elapsed());
+        }
+        if let Some(hook) = midway.as_mut()
+            && hook(replicas, count)
+        {
+            midway = None;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!("  … {what}: {count} after {:.0?}", started.elapsed());
+            last_report = Instant::now();
+        }
+        if started.elapsed() > timeout {
+            return Err(format!("{what}: only {count} after {timeout:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn ready(dp: &DataPlatform) -> bool {
+    condition(dp, "Ready").is_some_and(|(status, _)| status == "True")
+        && dp.status.as_ref().and_then(|s| s.observed_generation) == dp.metadata.generation
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    let client: Client = kube_client().await?;
+    install_crd(&client).await;
+    let namespace = unique_name("fleet");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(namespace.clone());
+    namespaces.create(&PostParams::default(), &ns).await?;
+    let api: Api<DataPlatform> = Api::namespaced(client.clone(), &namespace);
+
+    let binary = match args.operator {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .ok_or("no directory beside this binary")?
+            .join("plinth-operator-e2e"),
+    };
+    if !binary.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build -p plinth-e2e --bins`",
+            binary.display()
+        )
+        .into());
+    }
+    let replica_count = if args.failover { 2 } else { 1 };
+    let mut replicas = (0..replica_count)
+        .map(|i| {
+            OperatorProcess::spawn(&binary.to_string_lossy(), &namespace, &format!("fleet-{i}"))
+        })
+        .collect::<Vec<_>>();
+    println!(
+        "fleet: {} platform(s) from {} in namespace {namespace}, {replica_count} replica(s)",
+        args.platforms, args.example
+    );
+
+    let started = Instant::now();
+    for i in 0..args.platforms {
+        let dp = example(&args.example, &format!("p{i:03}"), &namespace);
+        api.create(&PostParams::default(), &dp).await?;
+    }
+    println!(
+        "  created {} objects in {:.1?}",
+        args.platforms,
+        started.elapsed()
+    );
+
+    let mut peak = 0;
+    let timeout = Duration::from_secs(args.timeout);
+    let total = args.platforms;
+    let half = total / 2;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let leader = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut killed = None;
+    let mut failover = |replicas: &mut [OperatorProcess], count: usize| -> bool {
+        if replicas.len() < 2 || count < half {
+            return false;
+        }
+        let holder = leader.lock().map(|l| l.clone()).unwrap_or_default();
+        let Some(holder) = holder else {
+            return false;
+        };
+        if let Some(replica) = replicas.iter_mut().find(|r| r.identity == holder) {
+            println!("  SIGKILL the leader {holder} at {count}/{total} Ready");
+            replica.kill_in_place();
+            killed = Some(holder);
+        }
+        true
+    };
+    // The Lease holder is read on every poll before the hook, so the kill hits the leader.
+    let lease_watch = {
+        let leader = leader.clone();
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(lease) = leases.get("plinth-operator").await {
+                    let holder = lease.spec.and_then(|s| s.holder_identity);
+                    if let Ok(mut l) = leader.lock() {
+                        *l = holder;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let to_ready = wait_for(
+        &api,
+        &mut replicas,
+        &mut peak,
+        timeout,
+        "Ready",
+        |items| {
+            let n = items.iter().filter(|dp| ready(dp)).count();
+            (n, n == total)
+        },
+        if args.failover {
+            Some(&mut failover)
+        } else {
+            None
+        },
+    )
+    .await?;
+    lease_watch.abort();
+    println!(
+        "all {total} Ready {:.1?} after the first create ({to_ready:.1?} after the last)",
+        started.elapsed()
+    );
+
+    // One steady-state resync of every platform: request a pass on each and count the calls.
+    let live: Vec<&OperatorProcess> = replicas
+        .iter()
+        .filter(|r| Some(&r.identity) != killed.as_ref())
+        .collect();
+    let mut before = BTreeMap::new();
+    for replica in &live {
+        for (k, v) in replica.aws_calls().await? {
+            *before.entry(k).or_insert(0) += v;
+        }
+    }
+    let stamp = format!("fleet-{}", unique_name("resync"));
+    for i in 0..total {
+        let patch = serde_json::json!({"metadata": {"annotations": {"plinth.dev/reconcile-requested-at": stamp}}});
+        api.patch(
+            &format!("p{i:03}"),
+            &PatchParams::apply(TEST_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    let resync = wait_for(
+        &api,
+        &mut replicas,
+        &mut peak,
+        timeout,
+        "resynced",
+        |items| {
+            let n = items
+                .iter()
+                .filter(|dp| {
+                    dp.status
+                        .as_ref()
+                        .and_then(|s| s.last_handled_reconcile_at.as_ref())
+                        == Some(&stamp)
+                })
+                .count();
+            (n, n == total)
+        },
+        None,
+    )
+    .await?;
+    let live: Vec<&OperatorProcess> = replicas
+        .iter()
+        .filter(|r| Some(&r.identity) != killed.as_ref())
+        .collect();
+    let mut after = BTreeMap::new();
+    for replica in &live {
+        for (k, v) in replica.aws_calls().await? {
+            *after.entry(k).or_insert(0) += v;
+        }
+    }
+    let (mut reads, mut writes) = (0u64, 0u64);
+    let mut by_operation = BTreeMap::new();
+    for (key, count) in &after {
+        let delta = count.saturating_sub(before.get(key).copied().unwrap_or(0));
+        if delta == 0 {
+            continue;
+        }
+        if is_read(&key.1) {
+            reads += delta;
+        } else {
+            writes += delta;
+        }
+        by_operation.insert(format!("{}:{}", key.0, key.1), delta);
+    }
+    println!(
+        "one steady-state resync of all {total} in {resync:.1?}: {:.1} reads and {:.2} writes per platform",
+        reads as f64 / total as f64,
+        writes as f64 / total as f64
+    );
+    for (operation, count) in &by_operation {
+        println!("  {operation:<50} {count}");
+    }
+
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let to_gone = wait_for(
+        &api,
+        &mut replicas,
+        &mut peak,
+        timeout,
+        "still present",
+        |items| (items.len(), items.is_empty()),
+        None,
+    )
+    .await?;
+    println!("all {total} deleted (AWS torn down, finalizers released) after {to_gone:.1?}");
+    println!(
+        "operator peak RSS: {:.1} MiB{}",
+        peak as f64 / 1024.0,
+        if args.failover {
+            " (the larger replica)"
+        } else {
+            ""
+        }
+    );
+    drop(replicas);
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .or_else(|e| match e {
+            kube::Error::Api(ref r) if r.code == 404 => Ok(()),
+            e => Err(e),
+        })?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-fleet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
