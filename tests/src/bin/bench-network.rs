@@ -80,7 +80,7 @@ async fn run() -> Result<Vec<Phase>, String> {
     let file =
         cli::parse_spec(&text, Path::new("examples/platform.yaml")).map_err(|e| e.to_string())?;
     let clients = AwsClients::from_config(&config, &AwsOptions::default());
-    let platform = components::platform(&clients).map_err(|e| e.to_string())?;
+    let platform = components::network_only(&clients).map_err(|e| e.to_string())?;
     let pace = Pace {
         timeout: Duration::from_secs(300),
         interval: Duration::from_millis(250),

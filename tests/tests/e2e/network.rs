@@ -83,7 +83,7 @@ impl Harness {
         let text = manifest(&namespace, "ingest", nat, "");
         let file = cli::parse_spec(&text, Path::new("test.yaml")).unwrap_or_else(|e| panic!("{e}"));
         let clients = AwsClients::from_config(&config, &AwsOptions::default());
-        let platform = components::platform(&clients).unwrap_or_else(|e| panic!("{e}"));
+        let platform = components::network_only(&clients).unwrap_or_else(|e| panic!("{e}"));
         Self {
             file,
             clients,
@@ -724,7 +724,7 @@ async fn a_pass_killed_right_after_the_vpc_create_leaves_one_vpc() {
     let h = Harness::new("Single").await;
     // Start a pass and kill it as soon as the VPC exists in AWS, before anything could be
     // recorded anywhere.
-    let platform = components::platform(&h.clients).unwrap_or_else(|e| panic!("{e}"));
+    let platform = components::network_only(&h.clients).unwrap_or_else(|e| panic!("{e}"));
     let (scope, intent) = (h.file.scope.clone(), h.file.intent());
     let pass = tokio::spawn(async move { platform.apply(&scope, &intent).await.map(|_| ()) });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -753,7 +753,7 @@ async fn a_pass_killed_right_after_the_vpc_create_leaves_one_vpc() {
     let clients = AwsClients::from_config(&config, &AwsOptions::default());
     let restarted = Harness {
         file: h.file.clone(),
-        platform: components::platform(&clients).unwrap_or_else(|e| panic!("{e}")),
+        platform: components::network_only(&clients).unwrap_or_else(|e| panic!("{e}")),
         clients,
         reader: h.reader.clone(),
     };
