@@ -68,16 +68,42 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
     for v in c.describe_vpcs().filters(tagged()).send().await?.vpcs() {
         keep(out, "vpc", v.vpc_id().unwrap_or_default(), &tags(v.tags()));
     }
-    for s in c.describe_subnets().filters(tagged()).send().await?.subnets() {
-        keep(out, "subnet", s.subnet_id().unwrap_or_default(), &tags(s.tags()));
+    for s in c
+        .describe_subnets()
+        .filters(tagged())
+        .send()
+        .await?
+        .subnets()
+    {
+        keep(
+            out,
+            "subnet",
+            s.subnet_id().unwrap_or_default(),
+            &tags(s.tags()),
+        );
     }
-    let igws = c.describe_internet_gateways().filters(tagged()).send().await?;
+    let igws = c
+        .describe_internet_gateways()
+        .filters(tagged())
+        .send()
+        .await?;
     for g in igws.internet_gateways() {
         let id = g.internet_gateway_id().unwrap_or_default();
         keep(out, "internet-gateway", id, &tags(g.tags()));
     }
-    for a in c.describe_addresses().filters(tagged()).send().await?.addresses() {
-        keep(out, "elastic-ip", a.allocation_id().unwrap_or_default(), &tags(a.tags()));
+    for a in c
+        .describe_addresses()
+        .filters(tagged())
+        .send()
+        .await?
+        .addresses()
+    {
+        keep(
+            out,
+            "elastic-ip",
+            a.allocation_id().unwrap_or_default(),
+            &tags(a.tags()),
+        );
     }
     let nats = c.describe_nat_gateways().filter(tagged()).send().await?;
     for n in nats.nat_gateways() {
@@ -85,28 +111,60 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         if n.state() == Some(&aws_sdk_ec2::types::NatGatewayState::Deleted) {
             continue;
         }
-        keep(out, "nat-gateway", n.nat_gateway_id().unwrap_or_default(), &tags(n.tags()));
+        keep(
+            out,
+            "nat-gateway",
+            n.nat_gateway_id().unwrap_or_default(),
+            &tags(n.tags()),
+        );
     }
     let tables = c.describe_route_tables().filters(tagged()).send().await?;
     for t in tables.route_tables() {
-        keep(out, "route-table", t.route_table_id().unwrap_or_default(), &tags(t.tags()));
+        keep(
+            out,
+            "route-table",
+            t.route_table_id().unwrap_or_default(),
+            &tags(t.tags()),
+        );
     }
-    let groups = c.describe_security_groups().filters(tagged()).send().await?;
+    let groups = c
+        .describe_security_groups()
+        .filters(tagged())
+        .send()
+        .await?;
     for g in groups.security_groups() {
-        keep(out, "security-group", g.group_id().unwrap_or_default(), &tags(g.tags()));
+        keep(
+            out,
+            "security-group",
+            g.group_id().unwrap_or_default(),
+            &tags(g.tags()),
+        );
     }
-    let templates = c.describe_launch_templates().filters(tagged()).send().await?;
+    let templates = c
+        .describe_launch_templates()
+        .filters(tagged())
+        .send()
+        .await?;
     for t in templates.launch_templates() {
         let id = t.launch_template_id().unwrap_or_default();
         keep(out, "launch-template", id, &tags(t.tags()));
     }
     let reservations = c.describe_instances().filters(tagged()).send().await?;
-    for i in reservations.reservations().iter().flat_map(|r| r.instances()) {
+    for i in reservations
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+    {
         let state = i.state().and_then(|s| s.name());
         if state == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated) {
             continue;
         }
-        keep(out, "instance", i.instance_id().unwrap_or_default(), &tags(i.tags()));
+        keep(
+            out,
+            "instance",
+            i.instance_id().unwrap_or_default(),
+            &tags(i.tags()),
+        );
     }
     Ok(())
 }
@@ -215,7 +273,12 @@ async fn iam(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
             .role_name(role.role_name())
             .send()
             .await?;
-        let tags = pairs(listed.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
+        let tags = pairs(
+            listed
+                .tags()
+                .iter()
+                .map(|t| (Some(t.key()), Some(t.value()))),
+        );
         keep(out, "iam-role", role.arn(), &tags);
     }
     let profiles = aws
@@ -228,7 +291,12 @@ async fn iam(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
     for profile in profiles.instance_profiles() {
         // A profile of ours outlives its platform only as a leak: its name holds the platform
         // hash, its tags may be absent (not every IAM API version returned them).
-        let tags = pairs(profile.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
+        let tags = pairs(
+            profile
+                .tags()
+                .iter()
+                .map(|t| (Some(t.key()), Some(t.value()))),
+        );
         keep(out, "instance-profile", profile.arn(), &tags);
     }
     Ok(())
@@ -247,7 +315,12 @@ async fn sns(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
             .resource_arn(arn)
             .send()
             .await?;
-        let tags = pairs(listed.tags().iter().map(|t| (Some(t.key()), Some(t.value()))));
+        let tags = pairs(
+            listed
+                .tags()
+                .iter()
+                .map(|t| (Some(t.key()), Some(t.value()))),
+        );
         keep(out, "sns-topic", arn, &tags);
     }
     Ok(())
@@ -319,7 +392,9 @@ async fn main() -> ExitCode {
         );
     }
     if ours.is_empty() {
-        println!("leak-check: run {run} in {region}: zero resources tagged for its platforms remain");
+        println!(
+            "leak-check: run {run} in {region}: zero resources tagged for its platforms remain"
+        );
         return ExitCode::SUCCESS;
     }
     println!(
