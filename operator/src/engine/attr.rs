@@ -31,6 +31,25 @@ pub enum AttrValue {
     /// comparing with what was observed and before handing them to a driver. A reference also
     /// makes the referenced component a dependency.
     Ref(Key),
+    /// An attribute of another component as its driver reports it (a database cluster's
+    /// `endpoint`), for values that are not the component's id. Resolved like [`AttrValue::Ref`]
+    /// (to the observed or just-created value) and a dependency the same way; unknown until the
+    /// component exists and reports the attribute.
+    Output(Key, String),
+}
+
+/// What references resolve against: a component's id (`field` is `None`) or one of its
+/// attributes, or `None` when it is not known (yet).
+pub(crate) type Lookup<'a> = dyn Fn(&Key, Option<&str>) -> Option<AttrValue> + 'a;
+
+/// A [`Lookup`] over ids only (no attribute is ever known): for callers that have no
+/// attributes at hand.
+#[cfg(test)]
+pub(crate) fn ids_only<'a>(id: &'a dyn Fn(&Key) -> Option<String>) -> Box<Lookup<'a>> {
+    Box::new(move |key: &Key, field: Option<&str>| match field {
+        None => id(key).map(AttrValue::Str),
+        Some(_) => None,
+    })
 }
 
 impl AttrValue {
@@ -47,6 +66,11 @@ impl AttrValue {
     /// A reference to another component's id.
     pub fn reference(key: impl Into<Key>) -> Self {
         Self::Ref(key.into())
+    }
+
+    /// A reference to another component's attribute `field` (as its driver observes it).
+    pub fn output(key: impl Into<Key>, field: impl Into<String>) -> Self {
+        Self::Output(key.into(), field.into())
     }
 
     /// The string inside, when this is a [`AttrValue::Str`]: what drivers read ids and names with.
@@ -76,7 +100,7 @@ impl AttrValue {
     /// Every key this value refers to, nested ones included.
     pub(crate) fn refs(&self, out: &mut BTreeSet<Key>) {
         match self {
-            Self::Ref(key) => {
+            Self::Ref(key) | Self::Output(key, _) => {
                 out.insert(key.clone());
             }
             Self::List(items) => items.iter().for_each(|v| v.refs(out)),
@@ -94,31 +118,42 @@ impl AttrValue {
             Self::List(items) => items.iter().for_each(|v| v.strings(out)),
             Self::Set(items) => items.iter().for_each(|v| v.strings(out)),
             Self::Map(items) => items.values().for_each(|v| v.strings(out)),
-            Self::Bool(_) | Self::Int(_) | Self::Ref(_) => {}
+            Self::Bool(_) | Self::Int(_) | Self::Ref(_) | Self::Output(..) => {}
         }
     }
 
     /// This value with every reference replaced by the id `lookup` gives, or `None` when some
-    /// referenced id is not known yet (the component is about to be created or replaced).
+    /// referenced id is not known yet (the component is about to be created or replaced). An
+    /// attribute reference ([`AttrValue::Output`]) is never known this way: see
+    /// [`AttrValue::resolve_with`].
+    #[cfg(test)]
     pub(crate) fn resolve(&self, lookup: &dyn Fn(&Key) -> Option<String>) -> Option<AttrValue> {
+        self.resolve_with(&*ids_only(lookup))
+    }
+
+    /// This value with every reference replaced by the id (or attribute) `lookup` gives, or
+    /// `None` when some referenced value is not known yet (the component is about to be created
+    /// or replaced, or has not reported the attribute).
+    pub(crate) fn resolve_with(&self, lookup: &Lookup<'_>) -> Option<AttrValue> {
         Some(match self {
-            Self::Ref(key) => Self::Str(lookup(key)?),
+            Self::Ref(key) => lookup(key, None)?,
+            Self::Output(key, field) => lookup(key, Some(field))?,
             Self::List(items) => Self::List(
                 items
                     .iter()
-                    .map(|v| v.resolve(lookup))
+                    .map(|v| v.resolve_with(lookup))
                     .collect::<Option<_>>()?,
             ),
             Self::Set(items) => Self::Set(
                 items
                     .iter()
-                    .map(|v| v.resolve(lookup))
+                    .map(|v| v.resolve_with(lookup))
                     .collect::<Option<_>>()?,
             ),
             Self::Map(items) => Self::Map(
                 items
                     .iter()
-                    .map(|(k, v)| v.resolve(lookup).map(|v| (k.clone(), v)))
+                    .map(|(k, v)| v.resolve_with(lookup).map(|v| (k.clone(), v)))
                     .collect::<Option<_>>()?,
             ),
             Self::Bool(_) | Self::Int(_) | Self::Str(_) => self.clone(),
@@ -171,6 +206,7 @@ impl fmt::Display for AttrValue {
             Self::Int(i) => write!(f, "{i}"),
             Self::Str(s) => write!(f, "{s:?}"),
             Self::Ref(key) => write!(f, "<id of {key}>"),
+            Self::Output(key, field) => write!(f, "<{field} of {key}>"),
             Self::List(items) => {
                 f.write_str("[")?;
                 for (i, v) in items.iter().enumerate() {
@@ -297,6 +333,40 @@ mod tests {
         let mut refs = BTreeSet::new();
         value.refs(&mut refs);
         assert_eq!(refs.len(), 3);
+    }
+
+    #[test]
+    fn outputs_resolve_to_attributes_and_are_dependencies() {
+        let value = AttrValue::List(vec![
+            AttrValue::output("db", "endpoint"),
+            AttrValue::reference("db"),
+        ]);
+        let lookup = |key: &Key, field: Option<&str>| match (key.as_str(), field) {
+            ("db", None) => Some(AttrValue::str("cluster-1")),
+            ("db", Some("endpoint")) => Some(AttrValue::str("db.example")),
+            _ => None,
+        };
+        assert_eq!(
+            value.resolve_with(&lookup),
+            Some(AttrValue::List(vec![
+                AttrValue::str("db.example"),
+                AttrValue::str("cluster-1")
+            ]))
+        );
+        // An attribute not reported (yet) leaves the value unresolved, as an unknown id does.
+        let no_endpoint = |key: &Key, field: Option<&str>| match field {
+            None => Some(AttrValue::str(key.as_str())),
+            Some(_) => None,
+        };
+        assert_eq!(value.resolve_with(&no_endpoint), None);
+        assert_eq!(value.resolve(&|k: &Key| Some(k.to_string())), None);
+        let mut refs = BTreeSet::new();
+        value.refs(&mut refs);
+        assert_eq!(refs, BTreeSet::from([Key::from("db")]));
+        assert_eq!(
+            AttrValue::output("db", "endpoint").to_string(),
+            "<endpoint of db>"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Generic over the spec type `S` so the engine needs neither the CRD crate nor Kubernetes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -115,6 +115,14 @@ impl<S> Components<S> {
             found.extend(result?);
         }
         Ok(Observed::new(found))
+    }
+
+    /// Every IAM action the registered drivers declare, deduplicated and sorted.
+    pub fn iam_actions(&self) -> BTreeSet<&'static str> {
+        self.by_kind
+            .values()
+            .flat_map(|component| component.iam_actions().iter().copied())
+            .collect()
     }
 }
 

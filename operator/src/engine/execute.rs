@@ -15,7 +15,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
 use super::act::{ActError, CreateRequest, Deletion, Driver, Drivers, UpdateRequest};
-use super::attr::Attrs;
+use super::attr::{AttrValue, Attrs};
 use super::desired::DesiredResource;
 use super::identity::Scope;
 use super::key::{Key, Kind};
@@ -200,13 +200,18 @@ pub async fn execute(
         });
     }
 
-    // The ids references resolve to, updated as creates finish.
-    let mut ids: BTreeMap<Key, String> = observed
+    // The ids and attributes references resolve to, updated as creates and updates finish.
+    let mut known = Known {
+        ids: BTreeMap::new(),
+        attrs: BTreeMap::new(),
+    };
+    for resource in observed
         .keys()
         .filter_map(|key| observed.primary(key))
         .filter(|r| r.lifecycle != Lifecycle::Deleting)
-        .map(|r| (r.key.clone(), r.id.clone()))
-        .collect();
+    {
+        known.insert(resource);
+    }
 
     let count = plan.actions.len();
     let mut unmet: Vec<usize> = plan.actions.iter().map(|a| a.after.len()).collect();
@@ -234,7 +239,7 @@ pub async fn execute(
                 continue;
             };
             let attrs = match &action.op {
-                Op::Create { desired, .. } | Op::Update { desired, .. } => resolve(desired, &ids),
+                Op::Create { desired, .. } | Op::Update { desired, .. } => resolve(desired, &known),
                 Op::Delete { .. } => Ok(Attrs::new()),
             };
             running.push(run(drivers.driver(action.kind), action, attrs, scope));
@@ -245,7 +250,7 @@ pub async fn execute(
         let Some(action) = plan.action(id) else {
             continue;
         };
-        let outcome = record(action, result, &mut ids, &mut report);
+        let outcome = record(action, result, &mut known, &mut report);
         let skip = match outcome {
             Outcome::Ready => {
                 for follower in followers.get(id.0).into_iter().flatten() {
@@ -302,16 +307,44 @@ fn skip_followers(
     }
 }
 
-/// The desired fields with references replaced by the ids known now.
-fn resolve(desired: &DesiredResource, ids: &BTreeMap<Key, String>) -> Result<Attrs, ActError> {
-    let lookup = |key: &Key| ids.get(key).cloned();
+/// The ids and attributes of the components that exist now, for resolving references.
+struct Known {
+    ids: BTreeMap<Key, String>,
+    attrs: BTreeMap<Key, Attrs>,
+}
+
+impl Known {
+    fn insert(&mut self, resource: &ObservedResource) {
+        self.ids.insert(resource.key.clone(), resource.id.clone());
+        self.attrs
+            .insert(resource.key.clone(), resource.attrs.clone());
+    }
+
+    fn remove(&mut self, key: &Key) {
+        self.ids.remove(key);
+        self.attrs.remove(key);
+    }
+
+    fn lookup(&self, key: &Key, field: Option<&str>) -> Option<AttrValue> {
+        match field {
+            None => self.ids.get(key).cloned().map(AttrValue::Str),
+            Some(field) => self.attrs.get(key).and_then(|a| a.get(field)).cloned(),
+        }
+    }
+}
+
+/// The desired fields with references replaced by the ids and attributes known now.
+fn resolve(desired: &DesiredResource, known: &Known) -> Result<Attrs, ActError> {
+    let lookup = |key: &Key, field: Option<&str>| known.lookup(key, field);
     desired
         .fields()
         .iter()
-        .map(|(name, field)| match field.value.resolve(&lookup) {
+        .map(|(name, field)| match field.value.resolve_with(&lookup) {
             Some(value) => Ok((name.clone(), value)),
             None => Err(ActError::Pending {
-                reason: format!("{name} refers to a component that does not exist yet"),
+                reason: format!(
+                    "{name} refers to a component (or an attribute of one) that does not exist yet"
+                ),
             }),
         })
         .collect()
@@ -375,7 +408,7 @@ fn op_name(op: &Op) -> &'static str {
 fn record(
     action: &Action,
     result: Result<Done, ActError>,
-    ids: &mut BTreeMap<Key, String>,
+    known: &mut Known,
     report: &mut Report,
 ) -> Outcome {
     let applied = |change| Applied {
@@ -394,7 +427,7 @@ fn record(
     let outcome = match result {
         Ok(Done::Created(resource)) => {
             tracing::info!(key = %action.key, id = %resource.id, "created");
-            ids.insert(action.key.clone(), resource.id.clone());
+            known.insert(&resource);
             let replaced = match &action.op {
                 Op::Create { replaces, .. } => replaces.clone(),
                 _ => None,
@@ -407,6 +440,7 @@ fn record(
         }
         Ok(Done::Updated(resource)) => {
             tracing::info!(key = %action.key, id = %resource.id, "updated");
+            known.insert(&resource);
             let fields = match &action.op {
                 Op::Update { changes, .. } => changes.iter().map(|c| c.field.clone()).collect(),
                 _ => Vec::new(),
@@ -423,8 +457,8 @@ fn record(
                 _ => String::new(),
             };
             tracing::info!(key = %action.key, %id, ?deletion, "deleted");
-            if ids.get(&action.key) == Some(&id) {
-                ids.remove(&action.key);
+            if known.ids.get(&action.key) == Some(&id) {
+                known.remove(&action.key);
             }
             let done = deletion == Deletion::Gone;
             report.applied.push(applied(Change::Deleted { id, done }));
@@ -690,5 +724,49 @@ mod tests {
         assert!(report.is_settled(), "{report:?}");
         assert!(cloud.observed().is_empty());
         assert!(teardown_pass(&cloud, &desired).await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn attribute_references_take_what_a_create_reported_in_the_same_pass() {
+        use crate::engine::desired::DesiredResource;
+        use crate::engine::testing::{NAT, VPC};
+
+        let cloud = FakeCloud::new(Duration::from_millis(1));
+        let graph = |cidr: &str| {
+            DesiredGraph::new([
+                DesiredResource::new(VPC, "vpc").immutable("block", AttrValue::str(cidr)),
+                DesiredResource::new(NAT, "nat/a")
+                    .updatable("vpc_block", AttrValue::output("vpc", "block")),
+            ])
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (plan, report) = pass(&cloud, &graph("10.0.0.0/16"), 4).await;
+        assert!(report.is_settled(), "{report:?}");
+        assert_followed_order(&cloud, &plan);
+        let observed = cloud.observed();
+        let nat = observed
+            .primary(&"nat/a".into())
+            .unwrap_or_else(|| panic!("no nat"));
+        assert_eq!(
+            nat.attrs.get("vpc_block"),
+            Some(&AttrValue::str("10.0.0.0/16")),
+            "the create got the VPC's attribute, not a reference"
+        );
+        assert!(pass(&cloud, &graph("10.0.0.0/16"), 4).await.0.is_empty());
+
+        // The VPC is replaced with another block: the dependent is updated to the new value
+        // after the new VPC reported it.
+        let (plan, report) = pass(&cloud, &graph("10.9.0.0/16"), 4).await;
+        assert!(report.is_settled(), "{report:?}");
+        assert_followed_order(&cloud, &plan);
+        let observed = cloud.observed();
+        let nat = observed
+            .primary(&"nat/a".into())
+            .unwrap_or_else(|| panic!("no nat"));
+        assert_eq!(
+            nat.attrs.get("vpc_block"),
+            Some(&AttrValue::str("10.9.0.0/16"))
+        );
+        assert!(pass(&cloud, &graph("10.9.0.0/16"), 4).await.0.is_empty());
     }
 }

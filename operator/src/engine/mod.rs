@@ -29,7 +29,11 @@
 //! - References ([`AttrValue::Ref`]) name other components, not AWS ids, so the desired graph
 //!   is a pure function of the spec; the engine resolves them to ids when it compares and acts.
 //!   A reference to a component being replaced changes for sure: an immutable field holding it
-//!   replaces the dependent too, an updatable one updates it.
+//!   replaces the dependent too, an updatable one updates it. An attribute reference
+//!   ([`AttrValue::Output`], such as a cluster's `endpoint`) resolves the same way to the value
+//!   the referenced component's driver observed or returned from its create; while that value
+//!   is not reported, a create waits and an existing dependent is left as it is (never
+//!   replaced on a guess).
 //! - A replacement is two actions, delete then create, so dependents can go before the old one
 //!   and come after the new one. Components that must never be replaced (a database) say so
 //!   ([`DesiredResource::forbid_replace`]) and the change becomes a [`Stall`].

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::attr::{AttrValue, OnChange};
+use super::attr::{AttrValue, Lookup, OnChange};
 use super::desired::{DesiredGraph, DesiredResource, topological_order};
 use super::key::{Key, Kind};
 use super::observed::{Lifecycle, Observed, ObservedResource};
@@ -216,16 +216,32 @@ enum Fate<'a> {
 }
 
 impl Fate<'_> {
-    /// The id of the current resource when it survives this pass (what references resolve to
-    /// at plan time).
-    fn surviving_id(&self) -> Option<&str> {
+    /// The current resource when it survives this pass (what references and attribute
+    /// references resolve to at plan time).
+    fn surviving(&self) -> Option<&ObservedResource> {
         match self {
-            Fate::Keep(c) | Fate::Update(c, _) => Some(&c.id),
-            Fate::Wait(Some(c), _) if c.lifecycle != Lifecycle::Deleting => Some(&c.id),
+            Fate::Keep(c) | Fate::Update(c, _) => Some(c),
+            Fate::Wait(Some(c), _) if c.lifecycle != Lifecycle::Deleting => Some(c),
             Fate::Wait(..) | Fate::Replace(..) | Fate::Create => None,
         }
     }
+}
 
+/// Resolves references against the fates decided so far: a surviving resource's id or
+/// attribute.
+fn lookup_fates(
+    fates: &BTreeMap<Key, Fate<'_>>,
+    key: &Key,
+    field: Option<&str>,
+) -> Option<AttrValue> {
+    let current = fates.get(key).and_then(Fate::surviving)?;
+    match field {
+        None => Some(AttrValue::Str(current.id.clone())),
+        Some(field) => current.attrs.get(field).cloned(),
+    }
+}
+
+impl Fate<'_> {
     /// Whether the component cannot be relied on by dependents in this pass.
     fn blocks_dependents(&self) -> bool {
         match self {
@@ -383,11 +399,8 @@ impl<'a> Planner<'a> {
                         },
                     ),
                     Lifecycle::Pending | Lifecycle::Available => {
-                        let changes = diff(desired, current, &|dep| {
-                            fates
-                                .get(dep)
-                                .and_then(Fate::surviving_id)
-                                .map(str::to_owned)
+                        let changes = diff(desired, current, &|dep, field| {
+                            lookup_fates(&fates, dep, field)
                         });
                         if changes.is_empty() {
                             Fate::Keep(current)
@@ -514,12 +527,7 @@ impl<'a> Planner<'a> {
         // The action that makes each component ready, for its dependents to follow.
         let mut readied_by: BTreeMap<Key, ActionId> = BTreeMap::new();
         let mut blocked: BTreeSet<Key> = BTreeSet::new();
-        let surviving = |dep: &Key| {
-            fates
-                .get(dep)
-                .and_then(Fate::surviving_id)
-                .map(str::to_owned)
-        };
+        let surviving = |dep: &Key, field: Option<&str>| lookup_fates(fates, dep, field);
         for desired in self.desired.in_order() {
             let key = desired.key();
             let Some(fate) = fates.get(key) else { continue };
@@ -593,7 +601,7 @@ impl<'a> Planner<'a> {
                         .fields()
                         .iter()
                         .map(|(name, field)| {
-                            let planned = match field.value.resolve(&surviving) {
+                            let planned = match field.value.resolve_with(&surviving) {
                                 Some(value) => Planned::Known(value),
                                 None => Planned::AfterApply(field.value.clone()),
                             };
@@ -633,7 +641,7 @@ impl<'a> Planner<'a> {
 fn diff(
     desired: &DesiredResource,
     current: &ObservedResource,
-    lookup: &dyn Fn(&Key) -> Option<String>,
+    lookup: &Lookup<'_>,
 ) -> Vec<FieldChange> {
     let mut changes = Vec::new();
     for (name, field) in desired.fields() {
@@ -641,9 +649,16 @@ fn diff(
             continue;
         }
         let old = current.attrs.get(name);
-        let new = match field.value.resolve(lookup) {
+        let new = match field.value.resolve_with(lookup) {
             Some(value) if old == Some(&value) => continue,
             Some(value) => Planned::Known(value),
+            // Every referenced component survives, yet the value is unknown: one of them has
+            // not reported an attribute referred to (an endpoint not assigned yet). Nothing can
+            // be compared, and a guess could replace a resource for nothing: leave it as it is.
+            None if all_survive(&field.value, lookup) => {
+                tracing::debug!(key = %desired.key(), field = %name, "an attribute it refers to is not known yet");
+                continue;
+            }
             // The referenced component gets a new id: the field changes for sure.
             None => Planned::AfterApply(field.value.clone()),
         };
@@ -657,17 +672,24 @@ fn diff(
     changes
 }
 
+/// Whether every component `value` refers to keeps its id in this pass.
+fn all_survive(value: &AttrValue, lookup: &Lookup<'_>) -> bool {
+    let mut refs = BTreeSet::new();
+    value.refs(&mut refs);
+    refs.iter().all(|key| lookup(key, None).is_some())
+}
+
 /// Resources of the same kind, deleted in this pass or being deleted, that hold a value one of
 /// `desired`'s unique fields is about to take.
 fn unique_conflicts<'o>(
     desired: &DesiredResource,
     observed: &'o Observed,
     deletes: &BTreeMap<String, DeleteSlot>,
-    lookup: &dyn Fn(&Key) -> Option<String>,
+    lookup: &Lookup<'_>,
 ) -> Vec<&'o ObservedResource> {
     let mut out = Vec::new();
     for (name, field) in desired.fields().iter().filter(|(_, f)| f.unique) {
-        let Some(value) = field.value.resolve(lookup) else {
+        let Some(value) = field.value.resolve_with(lookup) else {
             continue;
         };
         for other in observed.iter().filter(|o| o.kind == desired.kind()) {
@@ -1111,5 +1133,55 @@ mod tests {
         assert!(ordered(&plan, "delete subnet/b", "create subnet/c"));
         // Nothing unique ties the gateways' creates to the old zone's deletes.
         assert!(!ordered(&plan, "delete eip/b", "create eip/c"));
+    }
+
+    #[test]
+    fn attribute_references_resolve_to_what_was_observed_and_never_replace_on_a_missing_one() {
+        const DB: Kind = Kind("db");
+        const APP: Kind = Kind("app");
+        let desired = DesiredGraph::new([
+            DesiredResource::new(DB, "db").immutable("size", AttrValue::Int(1)),
+            DesiredResource::new(APP, "app").immutable("host", AttrValue::output("db", "endpoint")),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        // Nothing exists: the app is created after the database, its host known after apply.
+        let fresh = plan(&desired, &Observed::empty());
+        assert_eq!(ops(&fresh), ["create db", "create app"]);
+        assert!(ordered(&fresh, "create db", "create app"));
+        let Some(Op::Create { planned, .. }) = fresh.actions.get(1).map(|a| &a.op) else {
+            panic!("{fresh:?}");
+        };
+        assert_eq!(
+            planned.get("host"),
+            Some(&Planned::AfterApply(AttrValue::output("db", "endpoint")))
+        );
+
+        let db = |endpoint: Option<&str>| {
+            let resource = ObservedResource::new(DB, "db", "db-1").attr("size", 1);
+            match endpoint {
+                Some(e) => resource.attr("endpoint", e),
+                None => resource,
+            }
+        };
+        let app = ObservedResource::new(APP, "app", "app-1").attr("host", "a.example");
+
+        // In sync with the observed attribute: nothing to do.
+        let steady = plan(
+            &desired,
+            &Observed::new([db(Some("a.example")), app.clone()]),
+        );
+        assert!(steady.is_empty(), "{steady:?}");
+
+        // The attribute changed: the immutable field holding it replaces the app.
+        let moved = plan(
+            &desired,
+            &Observed::new([db(Some("b.example")), app.clone()]),
+        );
+        assert_eq!(ops(&moved), ["replace-delete app", "recreate app"]);
+
+        // The database does not report the attribute: nothing is replaced on a guess.
+        let unknown = plan(&desired, &Observed::new([db(None), app]));
+        assert!(unknown.actions.is_empty(), "{unknown:?}");
     }
 }
