@@ -1,0 +1,567 @@
+//! The Aurora MySQL 3 Serverless v2 cluster: encrypted storage, the spec's capacity range and
+//! backups, the database security group, and a master password RDS generates and keeps in
+//! Secrets Manager (`ManageMasterUserPassword`). Never replaced: a change AWS cannot make in
+//! place stalls. Its delete honours the deletion policy recorded in its
+//! `plinth.dev/deletion-policy` tag: deletion protection off, then `DeleteDBCluster` with a
+//! final snapshot of a deterministic name, or without one under `Delete`.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::{DbCluster as AwsCluster, ServerlessV2ScalingConfiguration, Tag};
+use plinth_crds::DeletionPolicy;
+
+use super::{
+    ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_no_retries,
+    rds_tag_map, rds_tags,
+};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::engine::identity::stable_hash;
+use crate::engine::{
+    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
+    Driver, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{keys as net, required, updated};
+
+/// Field: the engine, `aurora-mysql`.
+pub const ENGINE: &str = "engine";
+/// Field: the engine version (upgrades in place).
+pub const ENGINE_VERSION: &str = "engine_version";
+/// Field: the lowest capacity in ACU, as [`acu`] prints it.
+pub const MIN_CAPACITY: &str = "min_capacity";
+/// Field: the highest capacity in ACU, as [`acu`] prints it.
+pub const MAX_CAPACITY: &str = "max_capacity";
+/// Field: storage encryption (always on; cannot change in place).
+pub const STORAGE_ENCRYPTED: &str = "storage_encrypted";
+/// Field: days of automated backups.
+pub const BACKUP_RETENTION_DAYS: &str = "backup_retention_days";
+/// Field: the daily backup window (UTC).
+pub const BACKUP_WINDOW: &str = "preferred_backup_window";
+/// Field: the weekly maintenance window (UTC).
+pub const MAINTENANCE_WINDOW: &str = "preferred_maintenance_window";
+/// Field: tags copied to snapshots.
+pub const COPY_TAGS_TO_SNAPSHOT: &str = "copy_tags_to_snapshot";
+/// Field: deletion protection (on unless the policy is `Delete`).
+pub const DELETION_PROTECTION: &str = "deletion_protection";
+/// Field: the deletion policy, kept as the `plinth.dev/deletion-policy` tag.
+pub const DELETION_POLICY: &str = "deletion_policy";
+/// Field: the security groups (the database's).
+pub const SECURITY_GROUP_IDS: &str = "vpc_security_group_ids";
+/// Field: the DB subnet group's name (cannot change in place for Aurora).
+pub const SUBNET_GROUP: &str = "db_subnet_group";
+/// Field: the cluster parameter group's name.
+pub const PARAMETER_GROUP: &str = "db_cluster_parameter_group";
+/// Field: the master user's name.
+pub const MASTER_USERNAME: &str = "master_username";
+/// Field: whether RDS manages the master password in Secrets Manager.
+pub const MANAGED_PASSWORD: &str = "manage_master_user_password";
+/// Observed: the writer endpoint.
+pub const ENDPOINT: &str = "endpoint";
+/// Observed: the reader endpoint.
+pub const READER_ENDPOINT: &str = "reader_endpoint";
+/// Observed: the port.
+pub const PORT: &str = "port";
+/// Observed: the cluster's resource id (names its final snapshot).
+pub const RESOURCE_ID: &str = "resource_id";
+
+/// The engine.
+pub const AURORA_MYSQL: &str = "aurora-mysql";
+/// The master user's name (the password is RDS's, in Secrets Manager).
+pub const MASTER_USER: &str = "plinth";
+/// The daily backup window, UTC, clear of the maintenance window as AWS requires.
+pub const PREFERRED_BACKUP_WINDOW: &str = "03:00-04:00";
+/// The weekly maintenance window, UTC.
+pub const PREFERRED_MAINTENANCE_WINDOW: &str = "sun:05:00-sun:06:00";
+
+/// RDS cluster identifiers are at most 63 characters.
+const NAME_LEN: usize = 63;
+
+/// The final snapshot's name for the cluster `cluster_id` whose resource id is `resource_id`:
+/// the same on every attempt for one cluster (a retried delete never makes a second one), and
+/// different for a later cluster of the same platform (whose snapshot must not collide).
+pub fn final_snapshot_name(cluster_id: &str, resource_id: &str) -> String {
+    let hash = stable_hash(resource_id);
+    format!("{cluster_id}-final-{}", &hash[..8])
+}
+
+/// The policy's name as kept in the tag.
+pub fn policy_name(policy: DeletionPolicy) -> &'static str {
+    match policy {
+        DeletionPolicy::Snapshot => "Snapshot",
+        DeletionPolicy::Retain => "Retain",
+        DeletionPolicy::Delete => "Delete",
+    }
+}
+
+/// The desired cluster.
+pub fn desired(spec: &Intent) -> DesiredResource {
+    let db = &spec.database;
+    DesiredResource::new(DB_CLUSTER, keys::DB_CLUSTER)
+        .immutable(ENGINE, AURORA_MYSQL)
+        .updatable(ENGINE_VERSION, db.engine_version.as_str())
+        .updatable(MIN_CAPACITY, acu(db.min_capacity))
+        .updatable(MAX_CAPACITY, acu(db.max_capacity))
+        .immutable(STORAGE_ENCRYPTED, true)
+        .updatable(BACKUP_RETENTION_DAYS, db.backup_retention_days)
+        .updatable(BACKUP_WINDOW, PREFERRED_BACKUP_WINDOW)
+        .updatable(MAINTENANCE_WINDOW, PREFERRED_MAINTENANCE_WINDOW)
+        .updatable(COPY_TAGS_TO_SNAPSHOT, true)
+        .updatable(
+            DELETION_PROTECTION,
+            db.deletion_policy != DeletionPolicy::Delete,
+        )
+        .updatable(DELETION_POLICY, policy_name(db.deletion_policy))
+        .updatable(
+            SECURITY_GROUP_IDS,
+            AttrValue::set([AttrValue::reference(net::DATABASE_SG)]),
+        )
+        .immutable(SUBNET_GROUP, AttrValue::reference(keys::DB_SUBNET_GROUP))
+        .updatable(
+            PARAMETER_GROUP,
+            AttrValue::reference(keys::DB_CLUSTER_PARAMETER_GROUP),
+        )
+        .immutable(MASTER_USERNAME, MASTER_USER)
+        .updatable(MANAGED_PASSWORD, true)
+        .forbid_replace()
+}
+
+/// Where a cluster status puts the cluster for the engine. Unknown statuses wait: a database
+/// is never replaced on a guess.
+pub fn lifecycle(status: &str) -> Lifecycle {
+    match status {
+        "available" | "backing-up" | "backtracking" | "storage-optimization" => {
+            Lifecycle::Available
+        }
+        "deleting" => Lifecycle::Deleting,
+        "failed"
+        | "inaccessible-encryption-credentials"
+        | "incompatible-parameters"
+        | "incompatible-restore"
+        | "incompatible-network" => Lifecycle::Failed {
+            reason: format!("the cluster's status is {status}"),
+        },
+        _ => Lifecycle::Pending,
+    }
+}
+
+/// The cluster component.
+pub struct DbCluster {
+    aws: AwsClients,
+}
+
+impl DbCluster {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    /// Every cluster tagged for `scope`, paging through the account's clusters (RDS has no tag
+    /// filter on describe).
+    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let output = self
+                .aws
+                .rds()
+                .await
+                .describe_db_clusters()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            found.extend(
+                output
+                    .db_clusters()
+                    .iter()
+                    .filter_map(|c| observed(c, scope)),
+            );
+            marker = output.marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A cluster as the engine sees it, when it is one of `scope`'s.
+pub(crate) fn observed(cluster: &AwsCluster, scope: &Scope) -> Option<ObservedResource> {
+    let key = rds_component_key(cluster.tag_list(), scope)?;
+    let id = cluster.db_cluster_identifier()?;
+    let mut r = ObservedResource::new(DB_CLUSTER, key, id)
+        .lifecycle(lifecycle(cluster.status().unwrap_or("creating")));
+    let mut put = |field: &str, value: Option<AttrValue>| {
+        if let Some(value) = value {
+            r.attrs.insert(field.to_owned(), value);
+        }
+    };
+    put(ENGINE, cluster.engine().map(AttrValue::from));
+    put(
+        ENGINE_VERSION,
+        cluster.engine_version().map(AttrValue::from),
+    );
+    let scaling = cluster.serverless_v2_scaling_configuration();
+    put(
+        MIN_CAPACITY,
+        scaling
+            .and_then(|s| s.min_capacity())
+            .map(|v| AttrValue::from(acu(v))),
+    );
+    put(
+        MAX_CAPACITY,
+        scaling
+            .and_then(|s| s.max_capacity())
+            .map(|v| AttrValue::from(acu(v))),
+    );
+    put(
+        STORAGE_ENCRYPTED,
+        Some(cluster.storage_encrypted().unwrap_or(false).into()),
+    );
+    put(
+        BACKUP_RETENTION_DAYS,
+        cluster.backup_retention_period().map(AttrValue::from),
+    );
+    put(
+        BACKUP_WINDOW,
+        cluster.preferred_backup_window().map(AttrValue::from),
+    );
+    put(
+        MAINTENANCE_WINDOW,
+        cluster
+            .preferred_maintenance_window()
+            .map(|w| AttrValue::from(w.to_ascii_lowercase())),
+    );
+    put(
+        COPY_TAGS_TO_SNAPSHOT,
+        Some(cluster.copy_tags_to_snapshot().unwrap_or(false).into()),
+    );
+    put(
+        DELETION_PROTECTION,
+        Some(cluster.deletion_protection().unwrap_or(false).into()),
+    );
+    put(
+        DELETION_POLICY,
+        rds_tag_map(cluster.tag_list())
+            .get(DELETION_POLICY_TAG)
+            .map(|p| AttrValue::from(p.as_str())),
+    );
+    put(
+        SECURITY_GROUP_IDS,
+        Some(AttrValue::set(
+            cluster
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id())
+                .map(AttrValue::from),
+        )),
+    );
+    put(SUBNET_GROUP, cluster.db_subnet_group().map(AttrValue::from));
+    put(
+        PARAMETER_GROUP,
+        cluster.db_cluster_parameter_group().map(AttrValue::from),
+    );
+    put(
+        MASTER_USERNAME,
+        cluster.master_username().map(AttrValue::from),
+    );
+    put(
+        MANAGED_PASSWORD,
+        Some(cluster.master_user_secret().is_some().into()),
+    );
+    put(ENDPOINT, cluster.endpoint().map(AttrValue::from));
+    put(
+        READER_ENDPOINT,
+        cluster.reader_endpoint().map(AttrValue::from),
+    );
+    put(PORT, cluster.port().map(AttrValue::from));
+    put(ARN, cluster.db_cluster_arn().map(AttrValue::from));
+    put(
+        RESOURCE_ID,
+        cluster.db_cluster_resource_id().map(AttrValue::from),
+    );
+    Some(r)
+}
+
+fn text<'a>(attrs: &'a Attrs, field: &str) -> Option<&'a str> {
+    attrs.get(field).and_then(AttrValue::as_str)
+}
+
+fn flag(attrs: &Attrs, field: &str) -> Option<bool> {
+    attrs.get(field).and_then(AttrValue::as_bool)
+}
+
+fn capacity(attrs: &Attrs, field: &str) -> Result<f64, ActError> {
+    required(attrs, field)?.parse().map_err(|_| {
+        ActError::refused(
+            "PlinthInvalidCapacity",
+            format!("{field} is not a number of ACU"),
+        )
+    })
+}
+
+fn scaling(attrs: &Attrs) -> Result<ServerlessV2ScalingConfiguration, ActError> {
+    Ok(ServerlessV2ScalingConfiguration::builder()
+        .min_capacity(capacity(attrs, MIN_CAPACITY)?)
+        .max_capacity(capacity(attrs, MAX_CAPACITY)?)
+        .build())
+}
+
+fn strings(attrs: &Attrs, field: &str) -> Vec<String> {
+    match attrs.get(field) {
+        Some(AttrValue::Set(items)) => items
+            .iter()
+            .filter_map(AttrValue::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Component<Intent> for DbCluster {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        crate::network::check_region(spec, &self.aws, DB_CLUSTER)?;
+        if spec.database.min_capacity > spec.database.max_capacity {
+            return Err(DesiredError::Invalid {
+                kind: DB_CLUSTER,
+                message: "spec.database.minCapacity must be at most spec.database.maxCapacity"
+                    .into(),
+            });
+        }
+        Ok(vec![desired(spec)])
+    }
+}
+
+#[async_trait]
+impl Driver for DbCluster {
+    fn kind(&self) -> Kind {
+        DB_CLUSTER
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let scope = request.scope;
+        let id = rds_name(scope, request.key, NAME_LEN);
+        let attrs = request.attrs;
+        let mut tags = request.tags();
+        if let Some(policy) = text(attrs, DELETION_POLICY) {
+            tags.insert(DELETION_POLICY_TAG.to_owned(), policy.to_owned());
+        }
+        let scaling = scaling(attrs)?;
+        let subnet_group = required(attrs, SUBNET_GROUP)?;
+        let parameter_group = required(attrs, PARAMETER_GROUP)?;
+        let resource = create_or_find(
+            &["DBClusterAlreadyExistsFault"],
+            || async {
+                let output = self
+                    .aws
+                    .rds()
+                    .await
+                    .create_db_cluster()
+                    .db_cluster_identifier(&id)
+                    .engine(text(attrs, ENGINE).unwrap_or(AURORA_MYSQL))
+                    .set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned))
+                    .serverless_v2_scaling_configuration(scaling.clone())
+                    .storage_encrypted(flag(attrs, STORAGE_ENCRYPTED).unwrap_or(true))
+                    .set_backup_retention_period(
+                        attrs
+                            .get(BACKUP_RETENTION_DAYS)
+                            .and_then(AttrValue::as_int)
+                            .and_then(|d| i32::try_from(d).ok()),
+                    )
+                    .set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned))
+                    .set_preferred_maintenance_window(
+                        text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
+                    )
+                    .copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT).unwrap_or(true))
+                    .deletion_protection(flag(attrs, DELETION_PROTECTION).unwrap_or(true))
+                    .set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)))
+                    .db_subnet_group_name(subnet_group)
+                    .db_cluster_parameter_group_name(parameter_group)
+                    .master_username(text(attrs, MASTER_USERNAME).unwrap_or(MASTER_USER))
+                    .manage_master_user_password(true)
+                    .set_tags(Some(rds_tags(&tags)))
+                    .customize()
+                    .config_override(rds_no_retries())
+                    .send()
+                    .await?;
+                Ok(output
+                    .db_cluster()
+                    .and_then(|c| observed(c, scope))
+                    .unwrap_or_else(|| {
+                        ObservedResource::new(DB_CLUSTER, request.key, &id)
+                            .lifecycle(Lifecycle::Pending)
+                    }))
+            },
+            || async {
+                Ok(self
+                    .list(scope)
+                    .await?
+                    .into_iter()
+                    .find(|c| &c.key == request.key && c.lifecycle != Lifecycle::Deleting))
+            },
+        )
+        .await?;
+        tracing::info!(cluster = %resource.id, "created the Aurora cluster");
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let changed: BTreeSet<&str> = request.changed.iter().map(String::as_str).collect();
+        let attrs = request.attrs;
+        let id = &request.current.id;
+        let rds = self.aws.rds().await;
+        let mut modify = rds
+            .modify_db_cluster()
+            .db_cluster_identifier(id)
+            .apply_immediately(true);
+        let mut send = false;
+        if changed.contains(ENGINE_VERSION) {
+            modify = modify.set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned));
+            send = true;
+        }
+        if changed.contains(MIN_CAPACITY) || changed.contains(MAX_CAPACITY) {
+            modify = modify.serverless_v2_scaling_configuration(scaling(attrs)?);
+            send = true;
+        }
+        if changed.contains(BACKUP_RETENTION_DAYS) {
+            modify = modify.set_backup_retention_period(
+                attrs
+                    .get(BACKUP_RETENTION_DAYS)
+                    .and_then(AttrValue::as_int)
+                    .and_then(|d| i32::try_from(d).ok()),
+            );
+            send = true;
+        }
+        if changed.contains(BACKUP_WINDOW) {
+            modify =
+                modify.set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned));
+            send = true;
+        }
+        if changed.contains(MAINTENANCE_WINDOW) {
+            modify = modify.set_preferred_maintenance_window(
+                text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
+            );
+            send = true;
+        }
+        if changed.contains(COPY_TAGS_TO_SNAPSHOT) {
+            modify = modify.set_copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT));
+            send = true;
+        }
+        if changed.contains(DELETION_PROTECTION) {
+            modify = modify.set_deletion_protection(flag(attrs, DELETION_PROTECTION));
+            send = true;
+        }
+        if changed.contains(SECURITY_GROUP_IDS) {
+            modify = modify.set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)));
+            send = true;
+        }
+        if changed.contains(PARAMETER_GROUP) {
+            modify = modify.set_db_cluster_parameter_group_name(
+                text(attrs, PARAMETER_GROUP).map(str::to_owned),
+            );
+            send = true;
+        }
+        if changed.contains(MANAGED_PASSWORD) {
+            modify = modify.manage_master_user_password(true);
+            send = true;
+        }
+        if send {
+            modify.send().await.map_err(|e| classify(&e))?;
+        }
+        if changed.contains(DELETION_POLICY)
+            && let (Some(arn), Some(policy)) = (
+                text(&request.current.attrs, ARN),
+                text(attrs, DELETION_POLICY),
+            )
+        {
+            self.aws
+                .rds()
+                .await
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .tags(
+                    Tag::builder()
+                        .key(DELETION_POLICY_TAG)
+                        .value(policy)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        let mut resource = updated(&request);
+        if send {
+            // AWS shows the cluster `modifying` for a while; the next observe says when done.
+            resource.lifecycle = Lifecycle::Pending;
+        }
+        Ok(resource)
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        let policy = text(&current.attrs, DELETION_POLICY).unwrap_or("Snapshot");
+        if flag(&current.attrs, DELETION_PROTECTION) == Some(true) {
+            self.aws
+                .rds()
+                .await
+                .modify_db_cluster()
+                .db_cluster_identifier(&current.id)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        let mut call = self
+            .aws
+            .rds()
+            .await
+            .delete_db_cluster()
+            .db_cluster_identifier(&current.id);
+        if policy == "Delete" {
+            call = call.skip_final_snapshot(true);
+        } else {
+            let resource_id = text(&current.attrs, RESOURCE_ID).unwrap_or(&current.id);
+            let snapshot = final_snapshot_name(&current.id, resource_id);
+            tracing::info!(cluster = %current.id, %snapshot, "deleting the Aurora cluster after a final snapshot");
+            call = call
+                .skip_final_snapshot(false)
+                .final_db_snapshot_identifier(snapshot);
+        }
+        let result = call.send().await;
+        if let Err(e) = &result
+            && error_code(e) == Some("InvalidParameterCombination")
+        {
+            // Deletion protection still on (its change not visible yet): try again soon.
+            return Err(ActError::Pending {
+                reason: format!("{}", classify(e)),
+            });
+        }
+        deletion(result, "DBClusterNotFoundFault", Deletion::InProgress)
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBClusters",
+            "rds:CreateDBCluster",
+            "rds:ModifyDBCluster",
+            "rds:DeleteDBCluster",
+            "rds:CreateDBClusterSnapshot",
+            "rds:AddTagsToResource",
+            // RDS creates and tags the master user secret with the caller's permissions.
+            "secretsmanager:CreateSecret",
+            "secretsmanager:TagResource",
+            "kms:DescribeKey",
+            // Tagging what a `Retain` teardown leaves behind (`database::mark_retained`).
+            "ec2:CreateTags",
+        ]
+    }
+}

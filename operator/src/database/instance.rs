@@ -1,0 +1,283 @@
+//! The cluster's instances: a writer and `spec.database.readers` readers, all `db.serverless`,
+//! spread over the zones round-robin (writer in the first). Reader count changes add or delete
+//! readers; a class changed by hand is set back in place; nothing else about an instance
+//! changes, and an instance is never replaced.
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::DbInstance as AwsInstance;
+
+use super::{
+    ARN, DB_INSTANCE, cluster::AURORA_MYSQL, keys, rds_component_key, rds_name, rds_no_retries,
+    rds_tags,
+};
+use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::required;
+
+/// Field: the cluster the instance belongs to.
+pub const CLUSTER: &str = "db_cluster";
+/// Field: the instance class, `db.serverless`.
+pub const INSTANCE_CLASS: &str = "instance_class";
+/// Field: the engine.
+pub const ENGINE: &str = "engine";
+/// Field: the zone.
+pub const AVAILABILITY_ZONE: &str = "availability_zone";
+
+/// Serverless v2 capacity comes from the cluster's range.
+pub const SERVERLESS: &str = "db.serverless";
+
+/// RDS instance identifiers are at most 63 characters.
+const NAME_LEN: usize = 63;
+
+/// The desired instances: the writer, then reader 1…n, zone `i mod zones` for the i-th.
+pub fn desired(spec: &Intent) -> Vec<DesiredResource> {
+    let zones = &spec.network.availability_zones;
+    let readers = usize::try_from(spec.database.readers).unwrap_or(0);
+    let keys =
+        std::iter::once(Key::from(keys::DB_WRITER)).chain((1..=readers).map(keys::db_reader));
+    keys.enumerate()
+        .filter_map(|(i, key)| {
+            let zone = zones.get(i % zones.len().max(1))?;
+            Some(
+                DesiredResource::new(DB_INSTANCE, key)
+                    .immutable(CLUSTER, AttrValue::reference(keys::DB_CLUSTER))
+                    .updatable(INSTANCE_CLASS, SERVERLESS)
+                    .immutable(ENGINE, AURORA_MYSQL)
+                    .immutable(AVAILABILITY_ZONE, zone.as_str())
+                    .forbid_replace(),
+            )
+        })
+        .collect()
+}
+
+/// Where an instance status puts the instance for the engine.
+pub fn lifecycle(status: &str) -> Lifecycle {
+    match status {
+        "available" | "backing-up" | "storage-optimization" => Lifecycle::Available,
+        "deleting" => Lifecycle::Deleting,
+        "failed"
+        | "inaccessible-encryption-credentials"
+        | "incompatible-parameters"
+        | "incompatible-restore"
+        | "incompatible-network"
+        | "restore-error" => Lifecycle::Failed {
+            reason: format!("the instance's status is {status}"),
+        },
+        _ => Lifecycle::Pending,
+    }
+}
+
+fn observed(instance: &AwsInstance, scope: &Scope) -> Option<ObservedResource> {
+    let key = rds_component_key(instance.tag_list(), scope)?;
+    let mut r = ObservedResource::new(DB_INSTANCE, key, instance.db_instance_identifier()?)
+        .lifecycle(lifecycle(
+            instance.db_instance_status().unwrap_or("creating"),
+        ));
+    for (field, value) in [
+        (CLUSTER, instance.db_cluster_identifier()),
+        (INSTANCE_CLASS, instance.db_instance_class()),
+        (ENGINE, instance.engine()),
+        (AVAILABILITY_ZONE, instance.availability_zone()),
+        (ARN, instance.db_instance_arn()),
+    ] {
+        if let Some(value) = value {
+            r.attrs.insert(field.to_owned(), value.into());
+        }
+    }
+    Some(r)
+}
+
+/// The instances component.
+pub struct DbInstances {
+    aws: AwsClients,
+}
+
+impl DbInstances {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let output = self
+                .aws
+                .rds()
+                .await
+                .describe_db_instances()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            found.extend(
+                output
+                    .db_instances()
+                    .iter()
+                    .filter_map(|i| observed(i, scope)),
+            );
+            marker = output.marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// AWS refuses to delete the last instance of a cluster with deletion protection: when this
+    /// is the last one (only a teardown deletes the writer), turn the protection off first.
+    async fn unprotect_if_last(&self, cluster: &str, instance: &str) -> Result<(), ActError> {
+        let output = match self
+            .aws
+            .rds()
+            .await
+            .describe_db_clusters()
+            .db_cluster_identifier(cluster)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if crate::aws::error_code(&e) == Some("DBClusterNotFoundFault") => return Ok(()),
+            Err(e) => return Err(classify(&e)),
+        };
+        let Some(found) = output.db_clusters().first() else {
+            return Ok(());
+        };
+        let others = found
+            .db_cluster_members()
+            .iter()
+            .filter(|m| m.db_instance_identifier() != Some(instance))
+            .count();
+        if others == 0 && found.deletion_protection() == Some(true) {
+            self.aws
+                .rds()
+                .await
+                .modify_db_cluster()
+                .db_cluster_identifier(cluster)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Component<Intent> for DbInstances {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(desired(spec))
+    }
+}
+
+#[async_trait]
+impl Driver for DbInstances {
+    fn kind(&self) -> Kind {
+        DB_INSTANCE
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let scope = request.scope;
+        let id = rds_name(scope, request.key, NAME_LEN);
+        let cluster = required(request.attrs, CLUSTER)?;
+        let zone = required(request.attrs, AVAILABILITY_ZONE)?;
+        let class = required(request.attrs, INSTANCE_CLASS)?;
+        let engine = required(request.attrs, ENGINE)?;
+        create_or_find(
+            &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"],
+            || async {
+                let output = self
+                    .aws
+                    .rds()
+                    .await
+                    .create_db_instance()
+                    .db_instance_identifier(&id)
+                    .db_cluster_identifier(cluster)
+                    .db_instance_class(class)
+                    .engine(engine)
+                    .availability_zone(zone)
+                    .publicly_accessible(false)
+                    .set_tags(Some(rds_tags(&request.tags())))
+                    .customize()
+                    .config_override(rds_no_retries())
+                    .send()
+                    .await?;
+                Ok(output
+                    .db_instance()
+                    .and_then(|i| observed(i, scope))
+                    .unwrap_or_else(|| {
+                        ObservedResource::new(DB_INSTANCE, request.key, &id)
+                            .lifecycle(Lifecycle::Pending)
+                    }))
+            },
+            || async {
+                Ok(self
+                    .list(scope)
+                    .await?
+                    .into_iter()
+                    .find(|i| &i.key == request.key && i.lifecycle != Lifecycle::Deleting))
+            },
+        )
+        .await
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        // Only the class changes in place (a class set by hand goes back to `db.serverless`).
+        let class = required(request.attrs, INSTANCE_CLASS)?;
+        self.aws
+            .rds()
+            .await
+            .modify_db_instance()
+            .db_instance_identifier(&request.current.id)
+            .db_instance_class(class)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut resource = crate::network::updated(&request);
+        resource.lifecycle = Lifecycle::Pending;
+        Ok(resource)
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        if let Some(cluster) = current.attrs.get(CLUSTER).and_then(AttrValue::as_str) {
+            self.unprotect_if_last(cluster, &current.id).await?;
+        }
+        deletion(
+            self.aws
+                .rds()
+                .await
+                .delete_db_instance()
+                .db_instance_identifier(&current.id)
+                .send()
+                .await,
+            "DBInstanceNotFound",
+            Deletion::InProgress,
+        )
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBInstances",
+            "rds:CreateDBInstance",
+            "rds:ModifyDBInstance",
+            "rds:DeleteDBInstance",
+            "rds:DescribeDBClusters",
+            "rds:ModifyDBCluster",
+            "rds:AddTagsToResource",
+        ]
+    }
+}

@@ -1,0 +1,309 @@
+//! The cluster parameter group (family `aurora-mysql8.0`): utf8mb4 throughout, TLS required,
+//! the slow query log on. Found by its deterministic name; its parameters change in place
+//! (every one Plinth sets is dynamic, so they apply immediately without a reboot); parameters
+//! set by hand that Plinth does not manage are left alone.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::{ApplyMethod, Parameter};
+
+use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_no_retries, rds_tags};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::engine::{
+    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
+    Driver, Key, Kind, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::updated;
+
+/// Field: the parameter group family.
+pub const FAMILY: &str = "family";
+/// Field: the parameters Plinth sets, name → value.
+pub const PARAMETERS: &str = "parameters";
+
+/// The family of Aurora MySQL 3.
+pub const AURORA_MYSQL_8_FAMILY: &str = "aurora-mysql8.0";
+
+/// RDS allows 255 characters.
+const NAME_LEN: usize = 63;
+
+/// The parameters Plinth sets on the cluster, by name.
+pub fn parameters() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("character_set_server", "utf8mb4"),
+        ("collation_server", "utf8mb4_0900_ai_ci"),
+        ("require_secure_transport", "ON"),
+        ("slow_query_log", "1"),
+        ("long_query_time", "2"),
+    ])
+}
+
+/// The cluster parameter group component.
+pub struct DbClusterParameterGroup {
+    aws: AwsClients,
+}
+
+impl DbClusterParameterGroup {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    fn name(scope: &Scope) -> String {
+        rds_name(
+            scope,
+            &Key::from(keys::DB_CLUSTER_PARAMETER_GROUP),
+            NAME_LEN,
+        )
+    }
+
+    async fn find(&self, scope: &Scope) -> Result<Option<ObservedResource>, ActError> {
+        let name = Self::name(scope);
+        let output = match self
+            .aws
+            .rds()
+            .await
+            .describe_db_cluster_parameter_groups()
+            .db_cluster_parameter_group_name(&name)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e)
+                if matches!(
+                    error_code(&e),
+                    Some("DBParameterGroupNotFound" | "DBParameterGroupNotFoundFault")
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(classify(&e)),
+        };
+        let Some(group) = output
+            .db_cluster_parameter_groups()
+            .iter()
+            .find(|g| g.db_cluster_parameter_group_name() == Some(name.as_str()))
+        else {
+            return Ok(None);
+        };
+        let mut resource = ObservedResource::new(
+            DB_CLUSTER_PARAMETER_GROUP,
+            keys::DB_CLUSTER_PARAMETER_GROUP,
+            name.clone(),
+        )
+        .attr(
+            FAMILY,
+            group.db_parameter_group_family().unwrap_or_default(),
+        )
+        .attr(
+            PARAMETERS,
+            AttrValue::Map(self.user_parameters(&name).await?),
+        );
+        if let Some(arn) = group.db_cluster_parameter_group_arn() {
+            resource = resource.attr(ARN, arn);
+        }
+        Ok(Some(resource))
+    }
+
+    /// The parameters Plinth manages as set on the group (source `user`), paging through the
+    /// answer. Others set by hand (a DBA's tuning) are not Plinth's and are left alone.
+    async fn user_parameters(&self, name: &str) -> Result<BTreeMap<String, AttrValue>, ActError> {
+        let managed = parameters();
+        let mut found = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let output = self
+                .aws
+                .rds()
+                .await
+                .describe_db_cluster_parameters()
+                .db_cluster_parameter_group_name(name)
+                .source("user")
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            for parameter in output.parameters() {
+                if let (Some(name), Some(value)) =
+                    (parameter.parameter_name(), parameter.parameter_value())
+                    && managed.contains_key(name)
+                {
+                    found.insert(name.to_owned(), AttrValue::from(value));
+                }
+            }
+            marker = output.marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn set_parameters(
+        &self,
+        name: &str,
+        values: &[(String, String)],
+    ) -> Result<(), ActError> {
+        // ModifyDBClusterParameterGroup takes at most 20 parameters per call.
+        for chunk in values.chunks(20) {
+            self.aws
+                .rds()
+                .await
+                .modify_db_cluster_parameter_group()
+                .db_cluster_parameter_group_name(name)
+                .set_parameters(Some(
+                    chunk
+                        .iter()
+                        .map(|(k, v)| {
+                            Parameter::builder()
+                                .parameter_name(k)
+                                .parameter_value(v)
+                                .apply_method(ApplyMethod::Immediate)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The desired parameter group.
+pub fn desired() -> DesiredResource {
+    DesiredResource::new(DB_CLUSTER_PARAMETER_GROUP, keys::DB_CLUSTER_PARAMETER_GROUP)
+        .immutable(FAMILY, AURORA_MYSQL_8_FAMILY)
+        .updatable(
+            PARAMETERS,
+            AttrValue::Map(
+                parameters()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), AttrValue::from(v)))
+                    .collect(),
+            ),
+        )
+}
+
+impl Component<Intent> for DbClusterParameterGroup {
+    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(vec![desired()])
+    }
+}
+
+fn parameter_map(attrs: &Attrs) -> BTreeMap<String, String> {
+    match attrs.get(PARAMETERS) {
+        Some(AttrValue::Map(items)) => items
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[async_trait]
+impl Driver for DbClusterParameterGroup {
+    fn kind(&self) -> Kind {
+        DB_CLUSTER_PARAMETER_GROUP
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        Ok(self.find(scope).await?.into_iter().collect())
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let name = Self::name(request.scope);
+        let family = request
+            .attr(FAMILY)
+            .and_then(AttrValue::as_str)
+            .unwrap_or(AURORA_MYSQL_8_FAMILY);
+        let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
+        let mut resource = create_or_find(
+            &[
+                "DBParameterGroupAlreadyExists",
+                "DBParameterGroupAlreadyExistsFault",
+            ],
+            || async {
+                let output = self
+                    .aws
+                    .rds()
+                    .await
+                    .create_db_cluster_parameter_group()
+                    .db_cluster_parameter_group_name(&name)
+                    .db_parameter_group_family(family)
+                    .description(&description)
+                    .set_tags(Some(rds_tags(&request.tags())))
+                    .customize()
+                    .config_override(rds_no_retries())
+                    .send()
+                    .await?;
+                let mut resource =
+                    ObservedResource::new(DB_CLUSTER_PARAMETER_GROUP, request.key, &name)
+                        .attr(FAMILY, family)
+                        .attr(PARAMETERS, AttrValue::Map(BTreeMap::new()));
+                if let Some(arn) = output
+                    .db_cluster_parameter_group()
+                    .and_then(|g| g.db_cluster_parameter_group_arn())
+                {
+                    resource = resource.attr(ARN, arn);
+                }
+                Ok(resource)
+            },
+            || self.find(request.scope),
+        )
+        .await?;
+        // Setting the same values again is harmless, so a create found after a lost answer
+        // simply sets them (again).
+        let wanted: Vec<(String, String)> = parameter_map(request.attrs).into_iter().collect();
+        self.set_parameters(&name, &wanted).await?;
+        if let Some(value) = request.attr(PARAMETERS) {
+            resource.attrs.insert(PARAMETERS.to_owned(), value.clone());
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        if request.changed.iter().any(|f| f == PARAMETERS) {
+            let wanted = parameter_map(request.attrs);
+            let current = parameter_map(&request.current.attrs);
+            let changed: Vec<(String, String)> = wanted
+                .iter()
+                .filter(|(k, v)| current.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            self.set_parameters(&request.current.id, &changed).await?;
+        }
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        deletion(
+            self.aws
+                .rds()
+                .await
+                .delete_db_cluster_parameter_group()
+                .db_cluster_parameter_group_name(&current.id)
+                .send()
+                .await,
+            "DBParameterGroupNotFound",
+            Deletion::Gone,
+        )
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBClusterParameterGroups",
+            "rds:DescribeDBClusterParameters",
+            "rds:CreateDBClusterParameterGroup",
+            "rds:ModifyDBClusterParameterGroup",
+            "rds:DeleteDBClusterParameterGroup",
+            "rds:AddTagsToResource",
+        ]
+    }
+}

@@ -1,0 +1,197 @@
+//! The DB subnet group: the private subnets of every zone, which the cluster's instances are
+//! placed in. Found by its deterministic name (RDS lists subnet groups without their tags);
+//! its subnets change in place.
+
+use async_trait::async_trait;
+
+use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_no_retries, rds_tags};
+use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{keys as net, updated};
+
+/// Field: the subnets, a set of subnet ids.
+pub const SUBNET_IDS: &str = "subnet_ids";
+
+/// RDS allows 255 characters; shorter reads better in the console.
+const NAME_LEN: usize = 63;
+
+/// The DB subnet group component.
+pub struct DbSubnetGroup {
+    aws: AwsClients,
+}
+
+impl DbSubnetGroup {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    fn name(scope: &Scope) -> String {
+        rds_name(scope, &Key::from(keys::DB_SUBNET_GROUP), NAME_LEN)
+    }
+
+    async fn find(&self, scope: &Scope) -> Result<Option<ObservedResource>, ActError> {
+        let name = Self::name(scope);
+        let output = match self
+            .aws
+            .rds()
+            .await
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&name)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if error_code(&e) == Some("DBSubnetGroupNotFoundFault") => return Ok(None),
+            Err(e) => return Err(classify(&e)),
+        };
+        Ok(output
+            .db_subnet_groups()
+            .iter()
+            .find(|g| g.db_subnet_group_name() == Some(name.as_str()))
+            .map(|group| {
+                let subnets = AttrValue::set(
+                    group
+                        .subnets()
+                        .iter()
+                        .filter_map(|s| s.subnet_identifier())
+                        .map(AttrValue::from),
+                );
+                let mut resource =
+                    ObservedResource::new(DB_SUBNET_GROUP, keys::DB_SUBNET_GROUP, name.clone())
+                        .attr(SUBNET_IDS, subnets);
+                if let Some(arn) = group.db_subnet_group_arn() {
+                    resource = resource.attr(ARN, arn);
+                }
+                resource
+            }))
+    }
+}
+
+/// The desired subnet group: every private subnet of the spec's zones.
+pub fn desired(spec: &Intent) -> DesiredResource {
+    DesiredResource::new(DB_SUBNET_GROUP, keys::DB_SUBNET_GROUP).updatable(
+        SUBNET_IDS,
+        AttrValue::set(
+            spec.network
+                .availability_zones
+                .iter()
+                .map(|az| AttrValue::reference(net::private_subnet(az))),
+        ),
+    )
+}
+
+impl Component<Intent> for DbSubnetGroup {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(vec![desired(spec)])
+    }
+}
+
+fn subnet_ids(request_attrs: &crate::engine::Attrs) -> Vec<String> {
+    match request_attrs.get(SUBNET_IDS) {
+        Some(AttrValue::Set(items)) => items
+            .iter()
+            .filter_map(AttrValue::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl Driver for DbSubnetGroup {
+    fn kind(&self) -> Kind {
+        DB_SUBNET_GROUP
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        Ok(self.find(scope).await?.into_iter().collect())
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let name = Self::name(request.scope);
+        let subnets = subnet_ids(request.attrs);
+        let description = format!("Plinth: private subnets of {}", request.scope.platform());
+        create_or_find(
+            &[
+                "DBSubnetGroupAlreadyExists",
+                "DBSubnetGroupAlreadyExistsFault",
+            ],
+            || async {
+                let output = self
+                    .aws
+                    .rds()
+                    .await
+                    .create_db_subnet_group()
+                    .db_subnet_group_name(&name)
+                    .db_subnet_group_description(&description)
+                    .set_subnet_ids(Some(subnets.clone()))
+                    .set_tags(Some(rds_tags(&request.tags())))
+                    .customize()
+                    .config_override(rds_no_retries())
+                    .send()
+                    .await?;
+                let mut resource = ObservedResource::new(DB_SUBNET_GROUP, request.key, &name).attr(
+                    SUBNET_IDS,
+                    AttrValue::set(subnets.iter().map(|s| AttrValue::from(s.as_str()))),
+                );
+                if let Some(arn) = output
+                    .db_subnet_group()
+                    .and_then(|g| g.db_subnet_group_arn())
+                {
+                    resource = resource.attr(ARN, arn);
+                }
+                Ok(resource)
+            },
+            || self.find(request.scope),
+        )
+        .await
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        self.aws
+            .rds()
+            .await
+            .modify_db_subnet_group()
+            .db_subnet_group_name(&request.current.id)
+            .set_subnet_ids(Some(subnet_ids(request.attrs)))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        // Still used by a cluster that is going away: `InvalidDBSubnetGroupStateFault`, which
+        // classifies as pending and is tried again next pass.
+        deletion(
+            self.aws
+                .rds()
+                .await
+                .delete_db_subnet_group()
+                .db_subnet_group_name(&current.id)
+                .send()
+                .await,
+            "DBSubnetGroupNotFoundFault",
+            Deletion::Gone,
+        )
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "rds:DescribeDBSubnetGroups",
+            "rds:CreateDBSubnetGroup",
+            "rds:ModifyDBSubnetGroup",
+            "rds:DeleteDBSubnetGroup",
+            "rds:AddTagsToResource",
+        ]
+    }
+}
