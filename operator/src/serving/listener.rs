@@ -1,0 +1,447 @@
+//! The load balancer's listeners. With `spec.loadBalancer.certificateArn`: HTTPS on 443 with a
+//! TLS 1.3 policy and the weighted forward, and HTTP on 80 answering 301 to HTTPS; without it,
+//! HTTP on 80 with the weighted forward.
+//!
+//! The weighted forward lists every target group of [`Serving::weights`](crate::intent::Serving)
+//! with its weight, so a blue/green rollout moves traffic by changing the Intent: the weights
+//! (like the protocol, policy, certificate and action) change in place with `ModifyListener`.
+//! The load balancer and port replace a listener. Listeners carry Plinth's tags; observing
+//! lists the platform's load balancers (shared with their component), then one
+//! `DescribeListeners` per load balancer and one `DescribeTags` for the listeners found.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, Certificate, ForwardActionConfig, Listener, ProtocolEnum,
+    RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupTuple,
+};
+
+use super::{LISTENER, create_tags, key_of, keys, no_retries, our_load_balancers, tags_of};
+use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{required, updated};
+
+/// Field: the load balancer.
+pub const LOAD_BALANCER_ARN: &str = "load_balancer_arn";
+/// Field: the port.
+pub const PORT: &str = "port";
+/// Field: `HTTP` or `HTTPS`.
+pub const PROTOCOL: &str = "protocol";
+/// Field (HTTPS only): the TLS security policy.
+pub const SSL_POLICY: &str = "ssl_policy";
+/// Field (HTTPS only): the default certificate.
+pub const CERTIFICATE_ARN: &str = "certificate_arn";
+/// Field: the default action, a map with `type` = `forward` (and `target_groups`, a set of
+/// `{target_group, weight}`) or `redirect` (and `protocol`, `port`, `host`, `path`, `query`,
+/// `status_code`).
+pub const DEFAULT_ACTION: &str = "default_action";
+
+/// TLS 1.3 and 1.2 with forward secrecy only: AWS's recommended policy for new listeners.
+pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+/// The IAM actions this driver's calls need.
+const IAM_ACTIONS: &[&str] = &[
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ModifyListener",
+    "elasticloadbalancing:DeleteListener",
+];
+
+/// The listeners component.
+pub struct Listeners {
+    aws: AwsClients,
+}
+
+fn map(entries: impl IntoIterator<Item = (&'static str, AttrValue)>) -> AttrValue {
+    AttrValue::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+/// The weighted forward to every revision's target group (pure).
+pub fn weighted_forward(intent: &Intent) -> AttrValue {
+    map([
+        ("type", "forward".into()),
+        (
+            "target_groups",
+            AttrValue::set(intent.serving.weights().into_iter().map(|(revision, w)| {
+                map([
+                    (
+                        "target_group",
+                        AttrValue::reference(keys::target_group(&revision.id)),
+                    ),
+                    ("weight", w.into()),
+                ])
+            })),
+        ),
+    ])
+}
+
+/// The permanent redirect of any HTTP request to the same URL over HTTPS.
+pub fn https_redirect() -> AttrValue {
+    map([
+        ("type", "redirect".into()),
+        ("protocol", "HTTPS".into()),
+        ("port", "443".into()),
+        ("host", "#{host}".into()),
+        ("path", "/#{path}".into()),
+        ("query", "#{query}".into()),
+        ("status_code", "HTTP_301".into()),
+    ])
+}
+
+/// The desired listeners of an Intent (pure).
+pub fn desired_listeners(intent: &Intent) -> Vec<DesiredResource> {
+    let listener = |key: &str, port: i32, protocol: &str| {
+        DesiredResource::new(LISTENER, key)
+            .immutable(LOAD_BALANCER_ARN, AttrValue::reference(keys::LOAD_BALANCER))
+            .immutable(PORT, port)
+            .updatable(PROTOCOL, protocol)
+    };
+    match intent.load_balancer.https_certificate() {
+        Some(certificate) => vec![
+            listener(keys::HTTPS_LISTENER, 443, "HTTPS")
+                .updatable(SSL_POLICY, TLS_POLICY)
+                .updatable(CERTIFICATE_ARN, certificate)
+                .updatable(DEFAULT_ACTION, weighted_forward(intent)),
+            listener(keys::HTTP_LISTENER, 80, "HTTP").updatable(DEFAULT_ACTION, https_redirect()),
+        ],
+        None => vec![
+            listener(keys::HTTP_LISTENER, 80, "HTTP")
+                .updatable(DEFAULT_ACTION, weighted_forward(intent)),
+        ],
+    }
+}
+
+/// A listener's default action in the shape of [`DEFAULT_ACTION`].
+fn action_value(action: &Action) -> AttrValue {
+    match action.r#type() {
+        Some(ActionTypeEnum::Forward) => {
+            let groups: Vec<AttrValue> = match action.forward_config() {
+                Some(config) if !config.target_groups().is_empty() => config
+                    .target_groups()
+                    .iter()
+                    .filter_map(|t| {
+                        Some(map([
+                            ("target_group", AttrValue::str(t.target_group_arn()?)),
+                            ("weight", t.weight().unwrap_or(1).into()),
+                        ]))
+                    })
+                    .collect(),
+                // A plain forward to one group sends it all the traffic.
+                _ => action
+                    .target_group_arn()
+                    .map(|arn| {
+                        map([
+                            ("target_group", AttrValue::str(arn)),
+                            ("weight", 100.into()),
+                        ])
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            map([
+                ("type", "forward".into()),
+                ("target_groups", AttrValue::set(groups)),
+            ])
+        }
+        Some(ActionTypeEnum::Redirect) => {
+            let config = action.redirect_config();
+            let text = |value: Option<&str>| AttrValue::str(value.unwrap_or_default());
+            map([
+                ("type", "redirect".into()),
+                ("protocol", text(config.and_then(|c| c.protocol()))),
+                ("port", text(config.and_then(|c| c.port()))),
+                ("host", text(config.and_then(|c| c.host()))),
+                ("path", text(config.and_then(|c| c.path()))),
+                ("query", text(config.and_then(|c| c.query()))),
+                (
+                    "status_code",
+                    text(config.and_then(|c| c.status_code()).map(|s| s.as_str())),
+                ),
+            ])
+        }
+        other => map([(
+            "type",
+            AttrValue::str(other.map_or("unknown", ActionTypeEnum::as_str)),
+        )]),
+    }
+}
+
+/// The SDK action for a resolved [`DEFAULT_ACTION`] value.
+pub fn action_of(value: Option<&AttrValue>) -> Result<Action, ActError> {
+    let invalid = || {
+        ActError::refused(
+            "PlinthInvalidAction",
+            format!("cannot build a listener action from {value:?}"),
+        )
+    };
+    let Some(AttrValue::Map(fields)) = value else {
+        return Err(invalid());
+    };
+    let text = |name: &str| fields.get(name).and_then(AttrValue::as_str);
+    match text("type") {
+        Some("forward") => {
+            let Some(AttrValue::Set(groups)) = fields.get("target_groups") else {
+                return Err(invalid());
+            };
+            let mut tuples = Vec::new();
+            for group in groups {
+                let AttrValue::Map(group) = group else {
+                    return Err(invalid());
+                };
+                let arn = group
+                    .get("target_group")
+                    .and_then(AttrValue::as_str)
+                    .ok_or_else(invalid)?;
+                let weight = group
+                    .get("weight")
+                    .and_then(AttrValue::as_int)
+                    .and_then(|w| i32::try_from(w).ok())
+                    .ok_or_else(invalid)?;
+                tuples.push(
+                    TargetGroupTuple::builder()
+                        .target_group_arn(arn)
+                        .weight(weight)
+                        .build(),
+                );
+            }
+            Ok(Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .set_target_groups(Some(tuples))
+                        .build(),
+                )
+                .build())
+        }
+        Some("redirect") => Ok(Action::builder()
+            .r#type(ActionTypeEnum::Redirect)
+            .redirect_config(
+                RedirectActionConfig::builder()
+                    .set_protocol(text("protocol").map(str::to_owned))
+                    .set_port(text("port").map(str::to_owned))
+                    .set_host(text("host").map(str::to_owned))
+                    .set_path(text("path").map(str::to_owned))
+                    .set_query(text("query").map(str::to_owned))
+                    .status_code(RedirectActionStatusCodeEnum::from(
+                        text("status_code").unwrap_or("HTTP_301"),
+                    ))
+                    .build(),
+            )
+            .build()),
+        _ => Err(invalid()),
+    }
+}
+
+/// A listener as AWS describes it.
+fn observed_of(key: Key, listener: &Listener) -> Option<ObservedResource> {
+    let mut resource = ObservedResource::new(LISTENER, key, listener.listener_arn()?);
+    if let Some(lb) = listener.load_balancer_arn() {
+        resource = resource.attr(LOAD_BALANCER_ARN, lb);
+    }
+    if let Some(port) = listener.port() {
+        resource = resource.attr(PORT, port);
+    }
+    if let Some(protocol) = listener.protocol() {
+        resource = resource.attr(PROTOCOL, protocol.as_str());
+        // Only an HTTPS listener has a policy and certificates (an emulator may report a
+        // policy on plain HTTP too, which means nothing).
+        if *protocol == ProtocolEnum::Https {
+            if let Some(policy) = listener.ssl_policy() {
+                resource = resource.attr(SSL_POLICY, policy);
+            }
+            if let Some(certificate) = listener
+                .certificates()
+                .iter()
+                .find_map(|c| c.certificate_arn())
+            {
+                resource = resource.attr(CERTIFICATE_ARN, certificate);
+            }
+        }
+    }
+    if let Some(action) = listener.default_actions().first() {
+        resource = resource.attr(DEFAULT_ACTION, action_value(action));
+    }
+    Some(resource)
+}
+
+impl Listeners {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let mut listeners = Vec::new();
+        for (_, lb) in our_load_balancers(&self.aws, scope).await? {
+            let Some(arn) = lb.load_balancer_arn() else {
+                continue;
+            };
+            let mut marker = None;
+            loop {
+                let output = self
+                    .aws
+                    .elbv2()
+                    .await
+                    .describe_listeners()
+                    .load_balancer_arn(arn)
+                    .set_marker(marker)
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                listeners.extend(output.listeners().iter().cloned());
+                marker = output.next_marker().map(str::to_owned);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        let arns: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.listener_arn().map(str::to_owned))
+            .collect();
+        let tags = tags_of(&self.aws, &arns).await?;
+        Ok(listeners
+            .iter()
+            .filter_map(|l| observed_of(key_of(tags.get(l.listener_arn()?)?, scope)?, l))
+            .collect())
+    }
+}
+
+impl Component<Intent> for Listeners {
+    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(desired_listeners(intent))
+    }
+}
+
+/// The certificates of a listener's attributes, in the SDK's shape.
+fn certificates(attrs: &crate::engine::Attrs) -> Option<Vec<Certificate>> {
+    attrs
+        .get(CERTIFICATE_ARN)
+        .and_then(AttrValue::as_str)
+        .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()])
+}
+
+#[async_trait]
+impl Driver for Listeners {
+    fn kind(&self) -> Kind {
+        LISTENER
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        IAM_ACTIONS
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let lb = required(request.attrs, LOAD_BALANCER_ARN)?;
+        let protocol = required(request.attrs, PROTOCOL)?;
+        let port = request
+            .attr(PORT)
+            .and_then(AttrValue::as_int)
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
+        let action = action_of(request.attr(DEFAULT_ACTION))?;
+        let scope = request.scope;
+        create_or_find(
+            // AWS's CreateListener is idempotent for the same settings; a listener on the port
+            // with other settings is `DuplicateListener`: ours is found by its tags.
+            &["DuplicateListener"],
+            || async {
+                let output = self
+                    .aws
+                    .elbv2()
+                    .await
+                    .create_listener()
+                    .load_balancer_arn(lb)
+                    .protocol(ProtocolEnum::from(protocol))
+                    .port(port)
+                    .set_ssl_policy(
+                        request
+                            .attr(SSL_POLICY)
+                            .and_then(AttrValue::as_str)
+                            .map(str::to_owned),
+                    )
+                    .set_certificates(certificates(request.attrs))
+                    .default_actions(action.clone())
+                    .set_tags(Some(create_tags(&request, &[])))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                Ok(output
+                    .listeners()
+                    .first()
+                    .and_then(|l| observed_of(request.key.clone(), l)))
+            },
+            || async {
+                let found = self.list(scope).await?;
+                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
+            },
+        )
+        .await?
+        .ok_or_else(|| {
+            ActError::retryable(
+                "PlinthNotReturned",
+                "CreateListener answered without the listener",
+            )
+        })
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let changed = |field: &str| request.changed.iter().any(|c| c == field);
+        let mut call = self
+            .aws
+            .elbv2()
+            .await
+            .modify_listener()
+            .listener_arn(&request.current.id);
+        if changed(PROTOCOL) {
+            call = call.protocol(ProtocolEnum::from(required(request.attrs, PROTOCOL)?));
+        }
+        if changed(SSL_POLICY) {
+            call = call.ssl_policy(required(request.attrs, SSL_POLICY)?);
+        }
+        if changed(CERTIFICATE_ARN) {
+            call = call.set_certificates(certificates(request.attrs));
+        }
+        if changed(DEFAULT_ACTION) {
+            call = call.default_actions(action_of(request.new_value(DEFAULT_ACTION))?);
+        }
+        call.send().await.map_err(|e| classify(&e))?;
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        deletion(
+            self.aws
+                .elbv2()
+                .await
+                .delete_listener()
+                .listener_arn(&current.id)
+                .send()
+                .await,
+            "ListenerNotFound",
+            Deletion::Gone,
+        )
+    }
+}

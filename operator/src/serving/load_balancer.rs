@@ -1,0 +1,337 @@
+//! The internet-facing Application Load Balancer in the public subnets, behind the load
+//! balancer's security group, dropping invalid header fields (a request-smuggling defence AWS
+//! leaves off by default).
+//!
+//! Subnets, security groups and the header attribute change in place (`SetSubnets`,
+//! `SetSecurityGroups`, `ModifyLoadBalancerAttributes`); scheme, type and address type replace
+//! it. Observing costs the shared listing (see the module above) plus one
+//! `DescribeLoadBalancerAttributes` per load balancer found. `provisioning` is
+//! [`Lifecycle::Pending`]: listeners wait for it.
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::{
+    IpAddressType, LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum,
+    LoadBalancerStateEnum, LoadBalancerTypeEnum,
+};
+
+use super::{LOAD_BALANCER, NAME_LEN, create_tags, keys, no_retries, our_load_balancers};
+use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{self, required, updated};
+
+/// Field: `internet-facing`.
+pub const SCHEME: &str = "scheme";
+/// Field: `application`.
+pub const TYPE: &str = "type";
+/// Field: `ipv4`.
+pub const IP_ADDRESS_TYPE: &str = "ip_address_type";
+/// Field: the subnets, a set of ids (one public subnet per zone).
+pub const SUBNETS: &str = "subnets";
+/// Field: the security groups, a set of ids.
+pub const SECURITY_GROUPS: &str = "security_groups";
+/// Field: the `routing.http.drop_invalid_header_fields.enabled` attribute.
+pub const DROP_INVALID_HEADER_FIELDS: &str = "drop_invalid_header_fields";
+/// Observed only: the DNS name clients reach the platform at.
+pub const DNS_NAME: &str = "dns_name";
+/// Observed only: the VPC.
+pub const VPC_ID: &str = "vpc_id";
+
+/// The attribute behind [`DROP_INVALID_HEADER_FIELDS`].
+const DROP_INVALID_ATTRIBUTE: &str = "routing.http.drop_invalid_header_fields.enabled";
+
+/// The IAM actions this driver's calls need.
+const IAM_ACTIONS: &[&str] = &[
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeLoadBalancerAttributes",
+    "elasticloadbalancing:CreateLoadBalancer",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+    "elasticloadbalancing:SetSubnets",
+    "elasticloadbalancing:SetSecurityGroups",
+    "elasticloadbalancing:DeleteLoadBalancer",
+    // CreateLoadBalancer makes the service-linked role on first use in an account.
+    "iam:CreateServiceLinkedRole",
+];
+
+/// The load balancer component.
+pub struct LoadBalancers {
+    aws: AwsClients,
+}
+
+/// The desired load balancer of a spec (pure).
+pub fn desired_load_balancer(intent: &Intent) -> DesiredResource {
+    let subnets = intent
+        .network
+        .availability_zones
+        .iter()
+        .map(|az| AttrValue::reference(network::keys::public_subnet(az)));
+    DesiredResource::new(LOAD_BALANCER, keys::LOAD_BALANCER)
+        .immutable(SCHEME, "internet-facing")
+        .immutable(TYPE, "application")
+        .immutable(IP_ADDRESS_TYPE, "ipv4")
+        .updatable(SUBNETS, AttrValue::set(subnets))
+        .updatable(
+            SECURITY_GROUPS,
+            AttrValue::set([AttrValue::reference(network::keys::LOAD_BALANCER_SG)]),
+        )
+        .updatable(DROP_INVALID_HEADER_FIELDS, true)
+}
+
+/// The fields of a load balancer as AWS describes it (attributes apart).
+fn observed_of(key: Key, lb: &LoadBalancer) -> Option<ObservedResource> {
+    let lifecycle = match lb.state().and_then(|s| s.code()) {
+        Some(LoadBalancerStateEnum::Provisioning) | None => Lifecycle::Pending,
+        Some(LoadBalancerStateEnum::Failed) => Lifecycle::Failed {
+            reason: lb
+                .state()
+                .and_then(|s| s.reason())
+                .unwrap_or("the load balancer failed")
+                .to_owned(),
+        },
+        Some(_) => Lifecycle::Available,
+    };
+    let mut resource =
+        ObservedResource::new(LOAD_BALANCER, key, lb.load_balancer_arn()?).lifecycle(lifecycle);
+    if let Some(scheme) = lb.scheme() {
+        resource = resource.attr(SCHEME, scheme.as_str());
+    }
+    if let Some(kind) = lb.r#type() {
+        resource = resource.attr(TYPE, kind.as_str());
+    }
+    if let Some(address) = lb.ip_address_type() {
+        resource = resource.attr(IP_ADDRESS_TYPE, address.as_str());
+    }
+    resource = resource
+        .attr(
+            SUBNETS,
+            AttrValue::set(
+                lb.availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id())
+                    .map(AttrValue::str),
+            ),
+        )
+        .attr(
+            SECURITY_GROUPS,
+            AttrValue::set(lb.security_groups().iter().map(AttrValue::str)),
+        );
+    if let Some(dns) = lb.dns_name() {
+        resource = resource.attr(DNS_NAME, dns);
+    }
+    if let Some(vpc) = lb.vpc_id() {
+        resource = resource.attr(VPC_ID, vpc);
+    }
+    Some(resource)
+}
+
+/// The ids in a set field.
+fn ids(value: Option<&AttrValue>) -> Vec<String> {
+    match value {
+        Some(AttrValue::Set(items)) => items
+            .iter()
+            .filter_map(AttrValue::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl LoadBalancers {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let mut found = Vec::new();
+        for (key, lb) in our_load_balancers(&self.aws, scope).await? {
+            let Some(mut resource) = observed_of(key, &lb) else {
+                continue;
+            };
+            if let Some(drop) = self.drop_invalid(&resource.id).await? {
+                resource = resource.attr(DROP_INVALID_HEADER_FIELDS, drop);
+            }
+            found.push(resource);
+        }
+        Ok(found)
+    }
+
+    async fn drop_invalid(&self, arn: &str) -> Result<Option<bool>, ActError> {
+        let output = self
+            .aws
+            .elbv2()
+            .await
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        // AWS lists every attribute; an emulator may leave out those never set (off).
+        Ok(Some(output.attributes().iter().any(|a| {
+            a.key() == Some(DROP_INVALID_ATTRIBUTE) && a.value() == Some("true")
+        })))
+    }
+
+    async fn set_drop_invalid(&self, arn: &str, value: bool) -> Result<(), ActError> {
+        self.aws
+            .elbv2()
+            .await
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .attributes(
+                LoadBalancerAttribute::builder()
+                    .key(DROP_INVALID_ATTRIBUTE)
+                    .value(value.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+impl Component<Intent> for LoadBalancers {
+    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(vec![desired_load_balancer(intent)])
+    }
+}
+
+#[async_trait]
+impl Driver for LoadBalancers {
+    fn kind(&self) -> Kind {
+        LOAD_BALANCER
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        IAM_ACTIONS
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let scheme = required(request.attrs, SCHEME)?;
+        let subnets = ids(request.attr(SUBNETS));
+        let groups = ids(request.attr(SECURITY_GROUPS));
+        let name = request.name(NAME_LEN);
+        let scope = request.scope;
+        // AWS answers a create of an existing name with the same settings with that load
+        // balancer, and `DuplicateLoadBalancerName` when the settings differ: then it is found
+        // by its tags and the next pass corrects what differs.
+        let mut resource = create_or_find(
+            &["DuplicateLoadBalancerName"],
+            || async {
+                let output = self
+                    .aws
+                    .elbv2()
+                    .await
+                    .create_load_balancer()
+                    .name(&name)
+                    .set_subnets(Some(subnets.clone()))
+                    .set_security_groups(Some(groups.clone()))
+                    .scheme(LoadBalancerSchemeEnum::from(scheme))
+                    .r#type(LoadBalancerTypeEnum::Application)
+                    .ip_address_type(IpAddressType::Ipv4)
+                    .set_tags(Some(create_tags(&request, &[])))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                Ok(output
+                    .load_balancers()
+                    .first()
+                    .and_then(|lb| observed_of(request.key.clone(), lb)))
+            },
+            || async {
+                let found = self.list(scope).await?;
+                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
+            },
+        )
+        .await?
+        .ok_or_else(|| {
+            ActError::retryable(
+                "PlinthNotReturned",
+                "CreateLoadBalancer answered without the load balancer",
+            )
+        })?;
+        if let Some(value) = request
+            .attr(DROP_INVALID_HEADER_FIELDS)
+            .and_then(AttrValue::as_bool)
+        {
+            self.set_drop_invalid(&resource.id, value).await?;
+            resource = resource.attr(DROP_INVALID_HEADER_FIELDS, value);
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let arn = &request.current.id;
+        for field in request.changed {
+            match field.as_str() {
+                SUBNETS => {
+                    self.aws
+                        .elbv2()
+                        .await
+                        .set_subnets()
+                        .load_balancer_arn(arn)
+                        .set_subnets(Some(ids(request.new_value(SUBNETS))))
+                        .send()
+                        .await
+                        .map_err(|e| classify(&e))?;
+                }
+                SECURITY_GROUPS => {
+                    self.aws
+                        .elbv2()
+                        .await
+                        .set_security_groups()
+                        .load_balancer_arn(arn)
+                        .set_security_groups(Some(ids(request.new_value(SECURITY_GROUPS))))
+                        .send()
+                        .await
+                        .map_err(|e| classify(&e))?;
+                }
+                DROP_INVALID_HEADER_FIELDS => {
+                    let value = request
+                        .new_value(field)
+                        .and_then(AttrValue::as_bool)
+                        .unwrap_or(true);
+                    self.set_drop_invalid(arn, value).await?;
+                }
+                other => {
+                    return Err(ActError::refused(
+                        "PlinthNotUpdatable",
+                        format!("{other} of a load balancer cannot change in place"),
+                    ));
+                }
+            }
+        }
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        // The listeners go with it; its network interfaces linger a little, so the security
+        // group's and subnets' deletes may answer DependencyViolation (retried) for a while.
+        deletion(
+            self.aws
+                .elbv2()
+                .await
+                .delete_load_balancer()
+                .load_balancer_arn(&current.id)
+                .send()
+                .await,
+            "LoadBalancerNotFound",
+            Deletion::Gone,
+        )
+    }
+}

@@ -1,0 +1,221 @@
+//! The serving front: the internet-facing Application Load Balancer, one target group per app
+//! revision and the listeners that forward to them with the rollout's weights, each a
+//! [`Component`] of the `DataPlatform` spec acting through Elastic Load Balancing v2.
+//!
+//! The desired graph (keys as written in the `plinth.dev/component` tag; `→` is "refers to"):
+//!
+//! ```text
+//! load-balancer                    → subnet/public/<az>…, security-group/load-balancer
+//! target-group/<revision>          → vpc                      (one per revision in the Intent)
+//! listener/https   (certificate)   → load-balancer, target-group/<revision>… (weighted forward)
+//! listener/http                    → load-balancer; 301 to HTTPS with a certificate,
+//!                                    else the weighted forward
+//! ```
+//!
+//! Teardown order follows from these references: listeners go before the target groups they
+//! forward to and before the load balancer, the load balancer before its subnets and security
+//! group. The compute family's scaling groups refer to the target groups, so a target group of
+//! an old revision goes only after its scaling group.
+//!
+//! ELBv2 has no tag filter on its describe calls: observers list the region's load balancers or
+//! target groups, keep those whose names Plinth could have made (`plinth-…`, see
+//! [`Scope::name_for`]), and read their tags with `DescribeTags`, 20 ARNs per call (AWS's limit),
+//! keeping only the platform's.
+
+pub mod listener;
+pub mod load_balancer;
+pub mod target_group;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, Tag};
+use plinth_crds::DataPlatformStatus;
+
+use crate::aws::{AwsClients, classify};
+use crate::engine::{
+    ActError, COMPONENT_TAG, Component, CreateRequest, Key, Kind, Observed, PLATFORM_TAG, Scope,
+};
+use crate::intent::Intent;
+use crate::platform::Group;
+
+/// The Application Load Balancer.
+pub const LOAD_BALANCER: Kind = Kind("load-balancer");
+/// Target groups, one per app revision.
+pub const TARGET_GROUP: Kind = Kind("target-group");
+/// The load balancer's listeners.
+pub const LISTENER: Kind = Kind("listener");
+
+/// Every serving kind, in dependency order.
+pub const KINDS: [Kind; 3] = [LOAD_BALANCER, TARGET_GROUP, LISTENER];
+
+/// The tag naming the app revision a target group serves.
+pub const REVISION_TAG: &str = "plinth.dev/revision";
+
+/// AWS's limit on load balancer and target group names.
+pub const NAME_LEN: usize = 32;
+
+/// How many ARNs one `DescribeTags` call takes.
+const TAGS_PER_CALL: usize = 20;
+
+/// Component keys of the serving front.
+pub mod keys {
+    use crate::engine::Key;
+
+    /// The load balancer.
+    pub const LOAD_BALANCER: &str = "load-balancer";
+    /// The HTTPS listener (only with a certificate).
+    pub const HTTPS_LISTENER: &str = "listener/https";
+    /// The HTTP listener: a redirect to HTTPS with a certificate, the forward without.
+    pub const HTTP_LISTENER: &str = "listener/http";
+
+    /// The target group of app revision `revision` (its 8-hex id).
+    pub fn target_group(revision: &str) -> Key {
+        format!("target-group/{revision}").into()
+    }
+}
+
+/// The serving components, acting through `clients`.
+pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
+    vec![
+        Arc::new(load_balancer::LoadBalancers::new(clients.clone())),
+        Arc::new(target_group::TargetGroups::new(clients.clone())),
+        Arc::new(listener::Listeners::new(clients.clone())),
+    ]
+}
+
+/// The `LoadBalancerReady` condition over every serving kind.
+pub fn group() -> Group {
+    Group {
+        condition: "LoadBalancerReady",
+        kinds: KINDS.to_vec(),
+    }
+}
+
+/// Writes `status.endpoint` (`https://<dns>` with a certificate listener, else `http://`), the
+/// load balancer's ARN and the target groups' ARNs (in key order) from what a pass observed.
+pub fn write_status(observed: &Observed, status: &mut DataPlatformStatus) {
+    let load_balancer = observed.primary(&Key::from(keys::LOAD_BALANCER));
+    let https = observed.primary(&Key::from(keys::HTTPS_LISTENER)).is_some();
+    status.endpoint = load_balancer
+        .and_then(|lb| lb.attrs.get(load_balancer::DNS_NAME))
+        .and_then(|dns| dns.as_str())
+        .map(|dns| format!("{}://{dns}", if https { "https" } else { "http" }));
+    let resources = status.resources.get_or_insert_with(Default::default);
+    resources.load_balancer_arn = load_balancer.map(|lb| lb.id.clone());
+    resources.target_group_arns = observed
+        .keys()
+        .filter(|k| k.as_str().starts_with("target-group/"))
+        .filter_map(|k| observed.primary(k))
+        .filter(|r| r.kind == TARGET_GROUP)
+        .map(|r| r.id.clone())
+        .collect();
+}
+
+/// Whether `name` could be one Plinth made: [`Scope::name_for`] always starts with `plinth-`
+/// when the limit leaves room. Only those are worth a `DescribeTags` call.
+pub(crate) fn plinth_name(name: Option<&str>) -> bool {
+    name.is_some_and(|n| n.starts_with("plinth-"))
+}
+
+/// The tags a create carries, in ELBv2's shape, with `extra` ones (a revision) added.
+pub(crate) fn create_tags(request: &CreateRequest<'_>, extra: &[(&str, &str)]) -> Vec<Tag> {
+    let mut tags = request.tags();
+    for (k, v) in extra {
+        tags.insert((*k).to_owned(), (*v).to_owned());
+    }
+    tags.into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// The tags of each ARN, 20 ARNs per `DescribeTags` call.
+pub(crate) async fn tags_of(
+    aws: &AwsClients,
+    arns: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ActError> {
+    let mut out = BTreeMap::new();
+    for chunk in arns.chunks(TAGS_PER_CALL) {
+        let output = aws
+            .elbv2()
+            .await
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        for description in output.tag_descriptions() {
+            let Some(arn) = description.resource_arn() else {
+                continue;
+            };
+            let tags = description
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or("").to_owned())))
+                .collect();
+            out.insert(arn.to_owned(), tags);
+        }
+    }
+    Ok(out)
+}
+
+/// The component key `tags` name when they are `scope`'s.
+pub(crate) fn key_of(tags: &BTreeMap<String, String>, scope: &Scope) -> Option<Key> {
+    if tags.get(PLATFORM_TAG).map(String::as_str) != Some(scope.platform()) {
+        return None;
+    }
+    tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str()))
+}
+
+/// Every load balancer of the region tagged for `scope`, with its key: one paged
+/// `DescribeLoadBalancers`, then `DescribeTags` for those with a Plinth name.
+pub(crate) async fn our_load_balancers(
+    aws: &AwsClients,
+    scope: &Scope,
+) -> Result<Vec<(Key, LoadBalancer)>, ActError> {
+    let mut all = Vec::new();
+    let mut marker = None;
+    loop {
+        let output = aws
+            .elbv2()
+            .await
+            .describe_load_balancers()
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        all.extend(
+            output
+                .load_balancers()
+                .iter()
+                .filter(|lb| plinth_name(lb.load_balancer_name()))
+                .cloned(),
+        );
+        marker = output.next_marker().map(str::to_owned);
+        if marker.is_none() {
+            break;
+        }
+    }
+    let arns: Vec<String> = all
+        .iter()
+        .filter_map(|lb| lb.load_balancer_arn().map(str::to_owned))
+        .collect();
+    let tags = tags_of(aws, &arns).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|lb| {
+            let key = key_of(tags.get(lb.load_balancer_arn()?)?, scope)?;
+            Some((key, lb))
+        })
+        .collect())
+}
+
+/// A config override that turns the SDK's retries off for one ELBv2 call (creates run through
+/// [`crate::aws::create_or_find`], which looks before it tries again).
+pub(crate) fn no_retries() -> aws_sdk_elasticloadbalancingv2::config::Builder {
+    aws_sdk_elasticloadbalancingv2::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

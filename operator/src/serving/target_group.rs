@@ -1,0 +1,351 @@
+//! One target group per app revision the Intent runs (`target-group/<revision>`): HTTP to the
+//! app's port on instances in the VPC, checked by `spec.loadBalancer.healthCheck`, tagged
+//! `plinth.dev/revision`. The compute family registers its scaling group with it by reference.
+//!
+//! The health check changes in place (`ModifyTargetGroup`); protocol, port, VPC, target type
+//! and revision replace the group (a port change is a new revision's worth of change anyway).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
+
+use super::{
+    NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, plinth_name,
+    tags_of,
+};
+use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{self, required, updated};
+
+/// Field: `HTTP`.
+pub const PROTOCOL: &str = "protocol";
+/// Field: the app's port.
+pub const PORT: &str = "port";
+/// Field: the VPC.
+pub const VPC_ID: &str = "vpc_id";
+/// Field: `instance`.
+pub const TARGET_TYPE: &str = "target_type";
+/// Field: the app revision (the `plinth.dev/revision` tag).
+pub const REVISION: &str = "revision";
+/// Field: the health check, a map of [`HC_PATH`], [`HC_INTERVAL`], [`HC_TIMEOUT`],
+/// [`HC_HEALTHY`], [`HC_UNHEALTHY`] and [`HC_MATCHER`].
+pub const HEALTH_CHECK: &str = "health_check";
+/// Health check: the path requested.
+pub const HC_PATH: &str = "path";
+/// Health check: seconds between checks.
+pub const HC_INTERVAL: &str = "interval_seconds";
+/// Health check: seconds to wait for an answer.
+pub const HC_TIMEOUT: &str = "timeout_seconds";
+/// Health check: successes before healthy.
+pub const HC_HEALTHY: &str = "healthy_threshold";
+/// Health check: failures before unhealthy.
+pub const HC_UNHEALTHY: &str = "unhealthy_threshold";
+/// Health check: the HTTP codes that count as healthy.
+pub const HC_MATCHER: &str = "matcher";
+
+/// "2xx means healthy", as the spec documents.
+const HEALTHY_CODES: &str = "200-299";
+
+/// The IAM actions this driver's calls need.
+const IAM_ACTIONS: &[&str] = &[
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:CreateTargetGroup",
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:ModifyTargetGroup",
+    "elasticloadbalancing:DeleteTargetGroup",
+];
+
+/// The target groups component.
+pub struct TargetGroups {
+    aws: AwsClients,
+}
+
+/// The desired target groups of an Intent, one per revision it runs (pure).
+pub fn desired_target_groups(intent: &Intent) -> Vec<DesiredResource> {
+    let check = &intent.load_balancer.health_check;
+    let health = AttrValue::Map(BTreeMap::from([
+        (HC_PATH.to_owned(), AttrValue::str(check.path.clone())),
+        (HC_INTERVAL.to_owned(), check.interval_seconds.into()),
+        (HC_TIMEOUT.to_owned(), check.timeout_seconds.into()),
+        (HC_HEALTHY.to_owned(), check.healthy_threshold.into()),
+        (HC_UNHEALTHY.to_owned(), check.unhealthy_threshold.into()),
+        (HC_MATCHER.to_owned(), HEALTHY_CODES.into()),
+    ]));
+    intent
+        .serving
+        .weights()
+        .into_iter()
+        .map(|(revision, _)| {
+            DesiredResource::new(TARGET_GROUP, keys::target_group(&revision.id))
+                .immutable(PROTOCOL, "HTTP")
+                .immutable(PORT, intent.app.port)
+                .immutable(VPC_ID, AttrValue::reference(network::keys::VPC))
+                .immutable(TARGET_TYPE, "instance")
+                .immutable(REVISION, revision.id.clone())
+                .updatable(HEALTH_CHECK, health.clone())
+        })
+        .collect()
+}
+
+/// The health check as AWS describes it, in the shape of [`HEALTH_CHECK`].
+fn health_of(group: &TargetGroup) -> AttrValue {
+    let mut map = BTreeMap::new();
+    if let Some(path) = group.health_check_path() {
+        map.insert(HC_PATH.to_owned(), AttrValue::str(path));
+    }
+    let ints = [
+        (HC_INTERVAL, group.health_check_interval_seconds()),
+        (HC_TIMEOUT, group.health_check_timeout_seconds()),
+        (HC_HEALTHY, group.healthy_threshold_count()),
+        (HC_UNHEALTHY, group.unhealthy_threshold_count()),
+    ];
+    for (name, value) in ints {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), value.into());
+        }
+    }
+    if let Some(codes) = group.matcher().and_then(Matcher::http_code) {
+        map.insert(HC_MATCHER.to_owned(), AttrValue::str(codes));
+    }
+    AttrValue::Map(map)
+}
+
+/// A health check setting of the desired map.
+fn setting<'a>(health: Option<&'a AttrValue>, name: &str) -> Option<&'a AttrValue> {
+    match health {
+        Some(AttrValue::Map(map)) => map.get(name),
+        _ => None,
+    }
+}
+
+/// An integer health check setting, in the SDK's type.
+fn int_setting(health: Option<&AttrValue>, name: &str) -> Option<i32> {
+    setting(health, name)
+        .and_then(AttrValue::as_int)
+        .and_then(|v| i32::try_from(v).ok())
+}
+
+impl TargetGroups {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let mut all = Vec::new();
+        let mut marker = None;
+        loop {
+            let output = self
+                .aws
+                .elbv2()
+                .await
+                .describe_target_groups()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            all.extend(
+                output
+                    .target_groups()
+                    .iter()
+                    .filter(|g| plinth_name(g.target_group_name()))
+                    .cloned(),
+            );
+            marker = output.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        let arns: Vec<String> = all
+            .iter()
+            .filter_map(|g| g.target_group_arn().map(str::to_owned))
+            .collect();
+        let tags = tags_of(&self.aws, &arns).await?;
+        Ok(all
+            .iter()
+            .filter_map(|group| {
+                let tags = tags.get(group.target_group_arn()?)?;
+                observed_of(
+                    key_of(tags, scope)?,
+                    group,
+                    tags.get(REVISION_TAG).map(String::as_str),
+                )
+            })
+            .collect())
+    }
+}
+
+/// A target group as AWS describes it, with its revision tag.
+fn observed_of(key: Key, group: &TargetGroup, revision: Option<&str>) -> Option<ObservedResource> {
+    let mut resource = ObservedResource::new(TARGET_GROUP, key, group.target_group_arn()?)
+        .attr(HEALTH_CHECK, health_of(group));
+    if let Some(protocol) = group.protocol() {
+        resource = resource.attr(PROTOCOL, protocol.as_str());
+    }
+    if let Some(port) = group.port() {
+        resource = resource.attr(PORT, port);
+    }
+    if let Some(vpc) = group.vpc_id() {
+        resource = resource.attr(VPC_ID, vpc);
+    }
+    if let Some(kind) = group.target_type() {
+        resource = resource.attr(TARGET_TYPE, kind.as_str());
+    }
+    if let Some(revision) = revision {
+        resource = resource.attr(REVISION, revision);
+    }
+    Some(resource.lifecycle(Lifecycle::Available))
+}
+
+impl Component<Intent> for TargetGroups {
+    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(desired_target_groups(intent))
+    }
+}
+
+#[async_trait]
+impl Driver for TargetGroups {
+    fn kind(&self) -> Kind {
+        TARGET_GROUP
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        IAM_ACTIONS
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let vpc = required(request.attrs, VPC_ID)?;
+        let revision = required(request.attrs, REVISION)?;
+        let protocol = required(request.attrs, PROTOCOL)?;
+        let target_type = required(request.attrs, TARGET_TYPE)?;
+        let port = request
+            .attr(PORT)
+            .and_then(AttrValue::as_int)
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
+        let health = request.attr(HEALTH_CHECK);
+        let name = request.name(NAME_LEN);
+        let scope = request.scope;
+        create_or_find(
+            // Same name and settings: AWS returns the existing group; other settings: this.
+            &["DuplicateTargetGroupName"],
+            || async {
+                self.aws
+                    .elbv2()
+                    .await
+                    .create_target_group()
+                    .name(&name)
+                    .protocol(ProtocolEnum::from(protocol))
+                    .port(port)
+                    .vpc_id(vpc)
+                    .target_type(TargetTypeEnum::from(target_type))
+                    .health_check_protocol(ProtocolEnum::Http)
+                    .set_health_check_path(
+                        setting(health, HC_PATH)
+                            .and_then(AttrValue::as_str)
+                            .map(str::to_owned),
+                    )
+                    .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
+                    .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
+                    .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
+                    .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
+                    .set_matcher(
+                        setting(health, HC_MATCHER)
+                            .and_then(AttrValue::as_str)
+                            .map(|codes| Matcher::builder().http_code(codes).build()),
+                    )
+                    .set_tags(Some(create_tags(&request, &[(REVISION_TAG, revision)])))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await
+                    .map(|output| {
+                        output
+                            .target_groups()
+                            .first()
+                            .and_then(|g| observed_of(request.key.clone(), g, Some(revision)))
+                    })
+            },
+            || async {
+                let found = self.list(scope).await?;
+                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
+            },
+        )
+        .await?
+        .ok_or_else(|| {
+            ActError::retryable(
+                "PlinthNotReturned",
+                format!("CreateTargetGroup {name} answered without the group"),
+            )
+        })
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        if let Some(other) = request.changed.iter().find(|f| *f != HEALTH_CHECK) {
+            return Err(ActError::refused(
+                "PlinthNotUpdatable",
+                format!("{other} of a target group cannot change in place"),
+            ));
+        }
+        let health = request.new_value(HEALTH_CHECK);
+        self.aws
+            .elbv2()
+            .await
+            .modify_target_group()
+            .target_group_arn(&request.current.id)
+            .set_health_check_path(
+                setting(health, HC_PATH)
+                    .and_then(AttrValue::as_str)
+                    .map(str::to_owned),
+            )
+            .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
+            .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
+            .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
+            .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
+            .set_matcher(
+                setting(health, HC_MATCHER)
+                    .and_then(AttrValue::as_str)
+                    .map(|codes| Matcher::builder().http_code(codes).build()),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        match self
+            .aws
+            .elbv2()
+            .await
+            .delete_target_group()
+            .target_group_arn(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) => match error_code(&e) {
+                Some("TargetGroupNotFound") => Ok(Deletion::Gone),
+                // A listener still forwards to it (its change is in flight): retry.
+                Some(code @ "ResourceInUse") => {
+                    Err(ActError::retryable(code, classify(&e).to_string()))
+                }
+                _ => Err(classify(&e)),
+            },
+        }
+    }
+}
