@@ -1,0 +1,540 @@
+//! The instances' identity: one IAM role per platform (trust: EC2; an inline policy allowing
+//! only the app's own secret, artifact object and log group) and the instance profile that
+//! carries it onto the instances.
+//!
+//! IAM is global and has no tag filter on its list calls, so both are found by their
+//! deterministic names (`Scope::name_for`, unique per platform and key), one `GetRole` /
+//! `GetInstanceProfile` each, and adopted only when their `plinth.dev/platform` tag is the
+//! platform's. Ids are the names (what every IAM call takes); the ARNs are attributes.
+
+use async_trait::async_trait;
+use aws_sdk_iam::types::Tag;
+
+use super::policy::{
+    INLINE_POLICY_NAME, instance_policy, log_statement, parse_document, to_json, trust_policy,
+    with_log_statement, without_log_statement,
+};
+use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
+use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Key, Kind, ObservedResource, PLATFORM_TAG, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{required, updated};
+
+/// Field: the IAM path (immutable in IAM).
+pub const PATH: &str = "path";
+/// Field: the role's trust policy document.
+pub const TRUST_POLICY: &str = "assume_role_policy";
+/// Field: the role's inline policy document (without the log statement, see
+/// [`super::policy::LOGS_SID`]).
+pub const POLICY: &str = "policy";
+/// Field: the role an instance profile holds.
+pub const ROLE: &str = "role";
+/// Observed only: the ARN.
+pub const ARN: &str = "arn";
+
+/// IAM's limit on a role name.
+const ROLE_NAME_LEN: usize = 64;
+/// IAM's limit on an instance profile name.
+const PROFILE_NAME_LEN: usize = 128;
+/// What IAM answers for a missing entity.
+const NO_SUCH_ENTITY: &str = "NoSuchEntity";
+
+/// A call config with the SDK's retries off, for creates that must not be sent twice blindly.
+fn no_retries() -> aws_sdk_iam::config::Builder {
+    aws_sdk_iam::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+}
+
+fn iam_tags(request: &CreateRequest<'_>) -> Result<Vec<Tag>, ActError> {
+    request
+        .tags()
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| ActError::refused("PlinthInvalidTag", e.to_string()))
+        })
+        .collect()
+}
+
+fn is_ours(tags: &[Tag], scope: &Scope) -> bool {
+    tags.iter()
+        .any(|t| t.key() == PLATFORM_TAG && t.value() == scope.platform())
+}
+
+/// `Ok(None)` for IAM's "no such entity", else the value or the classified error.
+fn found<T, E>(
+    result: Result<
+        T,
+        aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    >,
+) -> Result<Option<T>, ActError>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if error_code(&e) == Some(NO_SUCH_ENTITY) => Ok(None),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+/// `Ok(())` for success and for "no such entity" (already gone), else the classified error.
+fn gone_ok<T, E>(
+    result: Result<
+        T,
+        aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    >,
+) -> Result<(), ActError>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    found(result).map(|_| ())
+}
+
+/// The instances' role.
+pub struct InstanceRole {
+    aws: AwsClients,
+}
+
+impl InstanceRole {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    /// The log statement for `scope`'s platform in these clients' region.
+    fn logs(&self, scope: &Scope) -> AttrValue {
+        log_statement(self.aws.region(), scope.platform())
+    }
+
+    /// The role named `name`, when it exists and is `scope`'s.
+    async fn find(
+        &self,
+        name: &str,
+        key: &Key,
+        scope: &Scope,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let output = found(self.aws.iam().await.get_role().role_name(name).send().await)?;
+        let Some(role) = output.as_ref().and_then(|o| o.role()) else {
+            return Ok(None);
+        };
+        if !is_ours(role.tags(), scope) {
+            return Ok(None);
+        }
+        let mut resource = ObservedResource::new(IAM_ROLE, key, role.role_name())
+            .attr(PATH, role.path())
+            .attr(ARN, role.arn());
+        if let Some(trust) = role.assume_role_policy_document().and_then(parse_document) {
+            resource = resource.attr(TRUST_POLICY, trust);
+        }
+        let inline = found(
+            self.aws
+                .iam()
+                .await
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(INLINE_POLICY_NAME)
+                .send()
+                .await,
+        )?;
+        if let Some(document) = inline
+            .as_ref()
+            .and_then(|o| parse_document(o.policy_document()))
+        {
+            resource = resource.attr(POLICY, without_log_statement(document, &self.logs(scope)));
+        }
+        Ok(Some(resource))
+    }
+
+    async fn put_policy(
+        &self,
+        role: &str,
+        policy: &AttrValue,
+        scope: &Scope,
+    ) -> Result<(), ActError> {
+        let document = to_json(&with_log_statement(policy.clone(), self.logs(scope)))
+            .ok_or_else(|| ActError::refused("PlinthUnresolved", "the policy holds a reference"))?;
+        self.aws
+            .iam()
+            .await
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(INLINE_POLICY_NAME)
+            .policy_document(document)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+impl Component<Intent> for InstanceRole {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        // The role is shared by every revision; its policy names the artifact of each one
+        // (blue and green fetch different objects during a rollout).
+        let mut artifacts = Vec::new();
+        for (revision, _) in spec.serving.weights() {
+            artifacts.push(artifact_location(&revision.artifact, IAM_ROLE)?);
+        }
+        artifacts.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        artifacts.dedup();
+        let policy = instance_policy(AttrValue::reference(keys::DB_SECRET), &artifacts);
+        Ok(vec![
+            DesiredResource::new(IAM_ROLE, keys::INSTANCE_ROLE)
+                .immutable(PATH, IAM_PATH)
+                .updatable(TRUST_POLICY, trust_policy())
+                .updatable(POLICY, policy),
+        ])
+    }
+}
+
+#[async_trait]
+impl Driver for InstanceRole {
+    fn kind(&self) -> Kind {
+        IAM_ROLE
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let key = Key::from(keys::INSTANCE_ROLE);
+        let name = scope.name_for(&key, ROLE_NAME_LEN);
+        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let path = required(request.attrs, PATH)?;
+        let trust = request
+            .attr(TRUST_POLICY)
+            .and_then(to_json)
+            .ok_or_else(|| ActError::refused("PlinthMissingField", "no trust policy"))?;
+        let name = request.name(ROLE_NAME_LEN);
+        let tags = iam_tags(&request)?;
+        let scope = request.scope;
+        let mut resource = create_or_find(
+            &["EntityAlreadyExists"],
+            || async {
+                let output = self
+                    .aws
+                    .iam()
+                    .await
+                    .create_role()
+                    .role_name(&name)
+                    .path(path)
+                    .assume_role_policy_document(&trust)
+                    .description(format!("Plinth app instances of {}", scope.platform()))
+                    .set_tags(Some(tags.clone()))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let arn = output
+                    .role()
+                    .map(|r| r.arn().to_owned())
+                    .unwrap_or_default();
+                Ok(ObservedResource::new(IAM_ROLE, request.key, name.as_str())
+                    .attr(PATH, path)
+                    .attr(ARN, arn))
+            },
+            || async { self.find(&name, request.key, scope).await },
+        )
+        .await?;
+        if let Some(trust) = request.attr(TRUST_POLICY) {
+            resource
+                .attrs
+                .insert(TRUST_POLICY.to_owned(), trust.clone());
+        }
+        if let Some(policy) = request.attr(POLICY) {
+            self.put_policy(&resource.id, policy, scope).await?;
+            resource.attrs.insert(POLICY.to_owned(), policy.clone());
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let role = &request.current.id;
+        for field in request.changed {
+            match field.as_str() {
+                TRUST_POLICY => {
+                    let document = request.new_value(field).and_then(to_json).ok_or_else(|| {
+                        ActError::refused("PlinthMissingField", "no trust policy")
+                    })?;
+                    self.aws
+                        .iam()
+                        .await
+                        .update_assume_role_policy()
+                        .role_name(role)
+                        .policy_document(document)
+                        .send()
+                        .await
+                        .map_err(|e| classify(&e))?;
+                }
+                POLICY => {
+                    if let Some(policy) = request.new_value(field) {
+                        self.put_policy(role, policy, request.scope).await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        let role = &current.id;
+        let iam = self.aws.iam().await.clone();
+        // IAM refuses to delete a role with inline policies or in an instance profile.
+        let Some(policies) = found(iam.list_role_policies().role_name(role).send().await)? else {
+            return Ok(Deletion::Gone);
+        };
+        for policy in policies.policy_names() {
+            gone_ok(
+                self.aws
+                    .iam()
+                    .await
+                    .delete_role_policy()
+                    .role_name(role)
+                    .policy_name(policy)
+                    .send()
+                    .await,
+            )?;
+        }
+        if let Some(profiles) = found(
+            self.aws
+                .iam()
+                .await
+                .list_instance_profiles_for_role()
+                .role_name(role)
+                .send()
+                .await,
+        )? {
+            for profile in profiles.instance_profiles() {
+                gone_ok(
+                    self.aws
+                        .iam()
+                        .await
+                        .remove_role_from_instance_profile()
+                        .instance_profile_name(profile.instance_profile_name())
+                        .role_name(role)
+                        .send()
+                        .await,
+                )?;
+            }
+        }
+        gone_ok(
+            self.aws
+                .iam()
+                .await
+                .delete_role()
+                .role_name(role)
+                .send()
+                .await,
+        )?;
+        Ok(Deletion::Gone)
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "iam:GetRole",
+            "iam:GetRolePolicy",
+            "iam:CreateRole",
+            "iam:TagRole",
+            "iam:PutRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:DeleteRolePolicy",
+            "iam:ListInstanceProfilesForRole",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteRole",
+        ]
+    }
+}
+
+/// The instance profile holding the role.
+pub struct InstanceProfile {
+    aws: AwsClients,
+}
+
+impl InstanceProfile {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    async fn find(
+        &self,
+        name: &str,
+        key: &Key,
+        scope: &Scope,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let output = found(
+            self.aws
+                .iam()
+                .await
+                .get_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await,
+        )?;
+        let Some(profile) = output.as_ref().and_then(|o| o.instance_profile()) else {
+            return Ok(None);
+        };
+        if !is_ours(profile.tags(), scope) {
+            return Ok(None);
+        }
+        let mut resource =
+            ObservedResource::new(INSTANCE_PROFILE, key, profile.instance_profile_name())
+                .attr(PATH, profile.path())
+                .attr(ARN, profile.arn());
+        if let Some(role) = profile.roles().first() {
+            resource = resource.attr(ROLE, role.role_name());
+        }
+        Ok(Some(resource))
+    }
+
+    async fn add_role(&self, profile: &str, role: &str) -> Result<(), ActError> {
+        match self
+            .aws
+            .iam()
+            .await
+            .add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // The profile holds one role at most: it is already there.
+            Err(e) if error_code(&e) == Some("LimitExceeded") => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn remove_role(&self, profile: &str, role: &str) -> Result<(), ActError> {
+        gone_ok(
+            self.aws
+                .iam()
+                .await
+                .remove_role_from_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+                .await,
+        )
+    }
+}
+
+impl Component<Intent> for InstanceProfile {
+    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(vec![
+            DesiredResource::new(INSTANCE_PROFILE, keys::INSTANCE_PROFILE)
+                .immutable(PATH, IAM_PATH)
+                .updatable(ROLE, AttrValue::reference(keys::INSTANCE_ROLE)),
+        ])
+    }
+}
+
+#[async_trait]
+impl Driver for InstanceProfile {
+    fn kind(&self) -> Kind {
+        INSTANCE_PROFILE
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let key = Key::from(keys::INSTANCE_PROFILE);
+        let name = scope.name_for(&key, PROFILE_NAME_LEN);
+        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let path = required(request.attrs, PATH)?;
+        let role = required(request.attrs, ROLE)?;
+        let name = request.name(PROFILE_NAME_LEN);
+        let tags = iam_tags(&request)?;
+        let scope = request.scope;
+        let mut resource = create_or_find(
+            &["EntityAlreadyExists"],
+            || async {
+                let output = self
+                    .aws
+                    .iam()
+                    .await
+                    .create_instance_profile()
+                    .instance_profile_name(&name)
+                    .path(path)
+                    .set_tags(Some(tags.clone()))
+                    .customize()
+                    .config_override(no_retries())
+                    .send()
+                    .await?;
+                let arn = output
+                    .instance_profile()
+                    .map(|p| p.arn().to_owned())
+                    .unwrap_or_default();
+                Ok(
+                    ObservedResource::new(INSTANCE_PROFILE, request.key, name.as_str())
+                        .attr(PATH, path)
+                        .attr(ARN, arn),
+                )
+            },
+            || async { self.find(&name, request.key, scope).await },
+        )
+        .await?;
+        if resource.attrs.get(ROLE).and_then(AttrValue::as_str) != Some(role) {
+            self.add_role(&resource.id, role).await?;
+            resource.attrs.insert(ROLE.to_owned(), AttrValue::str(role));
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        if request.changed.iter().any(|f| f == ROLE) {
+            let profile = &request.current.id;
+            if let Some(old) = request.current.attrs.get(ROLE).and_then(AttrValue::as_str) {
+                self.remove_role(profile, old).await?;
+            }
+            let role = required(request.attrs, ROLE)?;
+            self.add_role(profile, role).await?;
+        }
+        Ok(updated(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        // IAM refuses to delete a profile that still holds a role.
+        if let Some(role) = current.attrs.get(ROLE).and_then(AttrValue::as_str) {
+            self.remove_role(&current.id, role).await?;
+        }
+        gone_ok(
+            self.aws
+                .iam()
+                .await
+                .delete_instance_profile()
+                .instance_profile_name(&current.id)
+                .send()
+                .await,
+        )?;
+        Ok(Deletion::Gone)
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "iam:GetInstanceProfile",
+            "iam:CreateInstanceProfile",
+            "iam:TagInstanceProfile",
+            "iam:AddRoleToInstanceProfile",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteInstanceProfile",
+        ]
+    }
+}

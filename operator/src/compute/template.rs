@@ -1,0 +1,476 @@
+//! One launch template per app revision: the revision's AMI and instance type, the app security
+//! group, the instance profile, IMDSv2 only (hop limit 1: no containers need the metadata
+//! service), an encrypted gp3 root volume, and cloud-init user data that installs and starts
+//! the app (see [`super::user_data`]).
+//!
+//! Every field is immutable: a template is never edited, a different one is a replacement
+//! (and the scaling group, whose template reference is updatable, moves to it). The user data
+//! is compared through the unit's environment read back from the template, so a changed secret
+//! ARN or writer endpoint shows as a difference. Observing costs one `DescribeLaunchTemplates`
+//! by tag plus one `DescribeLaunchTemplateVersions` per template.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest,
+    LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
+    LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData, Tag, TagSpecification,
+    VolumeType,
+};
+
+use super::user_data::{self, env};
+use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
+use crate::aws::tags::{component_filter, component_key, create_tags, platform_filter, tag_map};
+use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::engine::{
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
+    Kind, ObservedResource, Scope, UpdateRequest,
+};
+use crate::intent::Intent;
+use crate::network::{keys as network_keys, required};
+
+/// Field: the AMI.
+pub const IMAGE_ID: &str = "image_id";
+/// Field: the instance type.
+pub const INSTANCE_TYPE: &str = "instance_type";
+/// Field: the security groups, a set of ids.
+pub const SECURITY_GROUPS: &str = "security_groups";
+/// Field: the instance profile's name.
+pub const INSTANCE_PROFILE: &str = "instance_profile";
+/// Field: instance metadata options (`http_tokens`, `hop_limit`).
+pub const METADATA: &str = "metadata";
+/// Field: the root volume (`device`, `size_gib`, `type`, `encrypted`).
+pub const ROOT_VOLUME: &str = "root_volume";
+/// Field: the app unit's environment, which the user data is rendered from.
+pub const ENVIRONMENT: &str = "environment";
+/// Field: the app revision (its `plinth.dev/revision` tag).
+pub const REVISION: &str = "revision";
+/// Observed only: when the template was made (seconds since the epoch), to tell the newest.
+pub const CREATED: &str = "created";
+
+/// Amazon Linux 2023's root device.
+pub const ROOT_DEVICE: &str = "/dev/xvda";
+/// Root volume size: the AMI's 8 GiB plus room for the journal and the binary.
+pub const ROOT_VOLUME_GIB: i32 = 16;
+/// Aurora MySQL's port, which Plinth's clusters keep.
+pub const DB_PORT: &str = "3306";
+/// EC2's limit on a launch template name.
+const NAME_LEN: usize = 128;
+
+fn map(entries: impl IntoIterator<Item = (&'static str, AttrValue)>) -> AttrValue {
+    AttrValue::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
+/// The metadata options every template has: IMDSv2 only, one hop.
+pub fn metadata() -> AttrValue {
+    map([
+        ("http_tokens", AttrValue::str("required")),
+        ("hop_limit", AttrValue::Int(1)),
+    ])
+}
+
+/// The root volume every template has: encrypted gp3.
+pub fn root_volume() -> AttrValue {
+    map([
+        ("device", AttrValue::str(ROOT_DEVICE)),
+        ("size_gib", AttrValue::Int(i64::from(ROOT_VOLUME_GIB))),
+        ("type", AttrValue::str("gp3")),
+        ("encrypted", AttrValue::Bool(true)),
+    ])
+}
+
+/// The desired templates: one per revision that must exist.
+pub fn desired_templates(intent: &Intent) -> Vec<DesiredResource> {
+    intent
+        .serving
+        .weights()
+        .into_iter()
+        .map(|(revision, _)| {
+            let environment = map([
+                (env::REGION, AttrValue::str(&intent.region)),
+                (env::VERSION, AttrValue::str(&revision.version)),
+                (env::ARTIFACT, AttrValue::str(&revision.artifact)),
+                (env::LISTEN_ADDR, AttrValue::str("0.0.0.0")),
+                (env::PORT, AttrValue::str(intent.app.port.to_string())),
+                (env::DB_SECRET_ARN, AttrValue::reference(keys::DB_SECRET)),
+                (
+                    env::DB_HOST,
+                    AttrValue::output(keys::DB_CLUSTER, keys::DB_ENDPOINT_FIELD),
+                ),
+                (env::DB_PORT, AttrValue::str(DB_PORT)),
+                (env::DB_NAME, AttrValue::str(DATABASE_NAME)),
+                // Aurora offers TLS; never fall back to plain text.
+                (env::DB_SSL_MODE, AttrValue::str("required")),
+                (env::LOG_FORMAT, AttrValue::str("json")),
+            ]);
+            DesiredResource::new(LAUNCH_TEMPLATE, keys::launch_template(&revision.id))
+                .immutable(IMAGE_ID, revision.image_id.as_str())
+                .immutable(INSTANCE_TYPE, revision.instance_type.as_str())
+                .immutable(
+                    SECURITY_GROUPS,
+                    AttrValue::set([AttrValue::reference(network_keys::APP_SG)]),
+                )
+                .immutable(
+                    INSTANCE_PROFILE,
+                    AttrValue::reference(keys::INSTANCE_PROFILE),
+                )
+                .immutable(METADATA, metadata())
+                .immutable(ROOT_VOLUME, root_volume())
+                .immutable(ENVIRONMENT, environment)
+                .immutable(REVISION, revision.id.as_str())
+        })
+        .collect()
+}
+
+/// The unit environment in resolved attributes, as strings.
+pub fn environment_of(attrs: &crate::engine::Attrs) -> Result<BTreeMap<String, String>, ActError> {
+    let Some(AttrValue::Map(entries)) = attrs.get(ENVIRONMENT) else {
+        return Err(ActError::refused(
+            "PlinthMissingField",
+            "the desired launch template has no environment",
+        ));
+    };
+    entries
+        .iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => Ok((k.clone(), s.to_owned())),
+            None => Err(ActError::refused(
+                "PlinthMissingField",
+                format!("environment {k} is not a string"),
+            )),
+        })
+        .collect()
+}
+
+/// The user data, base64-encoded, for a resolved desired template.
+pub fn encoded_user_data(attrs: &crate::engine::Attrs) -> Result<String, ActError> {
+    let rendered = user_data::render(&environment_of(attrs)?)
+        .map_err(|e| ActError::refused("PlinthInvalidUserData", e.to_string()))?;
+    Ok(user_data::base64_encode(rendered.as_bytes()))
+}
+
+/// The template's data as attributes.
+fn data_attrs(
+    mut resource: ObservedResource,
+    data: &ResponseLaunchTemplateData,
+) -> ObservedResource {
+    if let Some(image) = data.image_id() {
+        resource = resource.attr(IMAGE_ID, image);
+    }
+    if let Some(kind) = data.instance_type() {
+        resource = resource.attr(INSTANCE_TYPE, kind.as_str());
+    }
+    resource = resource.attr(
+        SECURITY_GROUPS,
+        AttrValue::set(
+            data.security_group_ids()
+                .iter()
+                .map(|s| AttrValue::str(s.as_str())),
+        ),
+    );
+    if let Some(name) = data.iam_instance_profile().and_then(|p| p.name()) {
+        resource = resource.attr(INSTANCE_PROFILE, name);
+    }
+    if let Some(options) = data.metadata_options() {
+        let mut entries = Vec::new();
+        if let Some(tokens) = options.http_tokens() {
+            entries.push(("http_tokens", AttrValue::str(tokens.as_str())));
+        }
+        if let Some(hops) = options.http_put_response_hop_limit() {
+            entries.push(("hop_limit", AttrValue::Int(i64::from(hops))));
+        }
+        resource = resource.attr(METADATA, map(entries));
+    }
+    if let Some(root) = data
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(ROOT_DEVICE))
+    {
+        let mut entries = vec![("device", AttrValue::str(ROOT_DEVICE))];
+        if let Some(ebs) = root.ebs() {
+            if let Some(size) = ebs.volume_size() {
+                entries.push(("size_gib", AttrValue::Int(i64::from(size))));
+            }
+            if let Some(kind) = ebs.volume_type() {
+                entries.push(("type", AttrValue::str(kind.as_str())));
+            }
+            if let Some(encrypted) = ebs.encrypted() {
+                entries.push(("encrypted", AttrValue::Bool(encrypted)));
+            }
+        }
+        resource = resource.attr(ROOT_VOLUME, map(entries));
+    }
+    let unit = data
+        .user_data()
+        .and_then(user_data::base64_decode)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| user_data::parse(&text));
+    if let Some(unit) = unit {
+        resource = resource.attr(
+            ENVIRONMENT,
+            AttrValue::Map(
+                unit.environment
+                    .into_iter()
+                    .map(|(k, v)| (k, AttrValue::Str(v)))
+                    .collect(),
+            ),
+        );
+    }
+    resource
+}
+
+/// The launch templates component.
+pub struct LaunchTemplates {
+    aws: AwsClients,
+}
+
+impl LaunchTemplates {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+
+    /// The template as found, with its default version's data.
+    async fn observed(
+        &self,
+        template: &LaunchTemplate,
+        scope: &Scope,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let (Some(id), Some(key)) = (
+            template.launch_template_id(),
+            component_key(template.tags(), scope),
+        ) else {
+            return Ok(None);
+        };
+        let mut resource = ObservedResource::new(LAUNCH_TEMPLATE, key, id);
+        if let Some(revision) = tag_map(template.tags()).get(REVISION_TAG) {
+            resource = resource.attr(REVISION, revision.as_str());
+        }
+        if let Some(created) = template.create_time() {
+            resource = resource.attr(CREATED, created.secs());
+        }
+        let versions = self
+            .aws
+            .ec2()
+            .await
+            .describe_launch_template_versions()
+            .launch_template_id(id)
+            .versions("$Default")
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        if let Some(data) = versions
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data())
+        {
+            resource = data_attrs(resource, data);
+        }
+        Ok(Some(resource))
+    }
+
+    async fn list(
+        &self,
+        scope: &Scope,
+        filters: Vec<aws_sdk_ec2::types::Filter>,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let output = self
+            .aws
+            .ec2()
+            .await
+            .describe_launch_templates()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        let mut found = Vec::new();
+        for template in output.launch_templates() {
+            if let Some(resource) = self.observed(template, scope).await? {
+                found.push(resource);
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Component<Intent> for LaunchTemplates {
+    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(desired_templates(intent))
+    }
+}
+
+#[async_trait]
+impl Driver for LaunchTemplates {
+    fn kind(&self) -> Kind {
+        LAUNCH_TEMPLATE
+    }
+
+    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, vec![platform_filter(scope)]).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        let image = required(request.attrs, IMAGE_ID)?;
+        let instance_type = required(request.attrs, INSTANCE_TYPE)?;
+        let profile = required(request.attrs, INSTANCE_PROFILE)?;
+        let revision = required(request.attrs, REVISION)?;
+        let groups: Vec<String> = match request.attr(SECURITY_GROUPS) {
+            Some(AttrValue::Set(items)) => items
+                .iter()
+                .filter_map(AttrValue::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let user_data = encoded_user_data(request.attrs)?;
+        let data = RequestLaunchTemplateData::builder()
+            .image_id(image)
+            .instance_type(InstanceType::from(instance_type))
+            .set_security_group_ids(Some(groups))
+            .iam_instance_profile(
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .name(profile)
+                    .build(),
+            )
+            .metadata_options(
+                LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                    .http_tokens(LaunchTemplateHttpTokensState::Required)
+                    .http_put_response_hop_limit(1)
+                    .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                    .build(),
+            )
+            .block_device_mappings(
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .device_name(ROOT_DEVICE)
+                    .ebs(
+                        LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .volume_size(ROOT_VOLUME_GIB)
+                            .volume_type(VolumeType::Gp3)
+                            .encrypted(true)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .user_data(user_data)
+            .build();
+        let mut tags = create_tags(&request);
+        tags.insert(REVISION_TAG.to_owned(), revision.to_owned());
+        let tag_spec = TagSpecification::builder()
+            .resource_type(ResourceType::LaunchTemplate)
+            .set_tags(Some(
+                tags.into_iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .build();
+        let name = request.name(NAME_LEN);
+        let scope = request.scope;
+        let created = create_or_find(
+            &[
+                "InvalidLaunchTemplateName.AlreadyExistsException",
+                "IdempotentParameterMismatch",
+            ],
+            || async {
+                let output = self
+                    .aws
+                    .ec2()
+                    .await
+                    .create_launch_template()
+                    .launch_template_name(&name)
+                    .launch_template_data(data.clone())
+                    .tag_specifications(tag_spec.clone())
+                    .client_token(request.client_token)
+                    .version_description(format!("Plinth revision {revision}"))
+                    .customize()
+                    .config_override(crate::aws::errors::no_retries())
+                    .send()
+                    .await?;
+                let id = output
+                    .launch_template()
+                    .and_then(|t| t.launch_template_id())
+                    .unwrap_or_default();
+                Ok(ObservedResource::new(LAUNCH_TEMPLATE, request.key, id))
+            },
+            || async {
+                let found = self
+                    .list(
+                        scope,
+                        vec![platform_filter(scope), component_filter(request.key)],
+                    )
+                    .await?;
+                Ok(found.into_iter().next())
+            },
+        )
+        .await?;
+        let mut resource = created;
+        for (field, value) in request.attrs {
+            resource
+                .attrs
+                .entry(field.clone())
+                .or_insert_with(|| value.clone());
+        }
+        Ok(resource)
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        // Every field is immutable: the planner replaces instead.
+        Err(ActError::refused(
+            "PlinthImmutable",
+            format!(
+                "launch template {} cannot change {} in place",
+                request.current.id,
+                request.changed.join(", ")
+            ),
+        ))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        match self
+            .aws
+            .ec2()
+            .await
+            .delete_launch_template()
+            .launch_template_id(&current.id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e)
+                if matches!(
+                    error_code(&e),
+                    Some(
+                        "InvalidLaunchTemplateId.NotFound"
+                            | "InvalidLaunchTemplateName.NotFoundException"
+                            | "InvalidLaunchTemplateId.Malformed"
+                    )
+                ) =>
+            {
+                Ok(Deletion::Gone)
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        &[
+            "ec2:DescribeLaunchTemplates",
+            "ec2:DescribeLaunchTemplateVersions",
+            "ec2:CreateLaunchTemplate",
+            "ec2:CreateTags",
+            "ec2:DeleteLaunchTemplate",
+        ]
+    }
+}
