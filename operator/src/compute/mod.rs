@@ -68,9 +68,9 @@ pub const KINDS: [Kind; 5] = [
 /// The tag naming the app revision a launch template, scaling group and instance run.
 pub const REVISION_TAG: &str = "plinth.dev/revision";
 
-/// The database the app uses inside the cluster (`PLINTH_DB_NAME`): the database family must
-/// create the cluster with this `DatabaseName`.
-pub const DATABASE_NAME: &str = "plinth";
+/// The database the app uses inside the cluster (`PLINTH_DB_NAME`): the one the database
+/// family creates the cluster with.
+pub const DATABASE_NAME: &str = crate::database::APP_DATABASE;
 
 /// The IAM path of every role and instance profile Plinth makes.
 pub const IAM_PATH: &str = "/plinth/";

@@ -19,7 +19,7 @@ use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Driver, Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{keys as net, required, updated};
@@ -54,6 +54,9 @@ pub const SUBNET_GROUP: &str = "db_subnet_group";
 pub const PARAMETER_GROUP: &str = "db_cluster_parameter_group";
 /// Field: the master user's name.
 pub const MASTER_USERNAME: &str = "master_username";
+/// Field: the database created inside the cluster for the app (create-only: AWS has no way to
+/// rename it, and the app would lose its tables).
+pub const DATABASE_NAME: &str = "database_name";
 /// Field: whether RDS manages the master password in Secrets Manager.
 pub const MANAGED_PASSWORD: &str = "manage_master_user_password";
 /// Observed: the writer endpoint.
@@ -122,6 +125,7 @@ pub fn desired(spec: &Intent) -> DesiredResource {
             AttrValue::reference(keys::DB_CLUSTER_PARAMETER_GROUP),
         )
         .immutable(MASTER_USERNAME, MASTER_USER)
+        .field(DATABASE_NAME, Field::create_only(super::APP_DATABASE))
         .updatable(MANAGED_PASSWORD, true)
         .forbid_replace()
 }
@@ -383,6 +387,7 @@ impl Driver for DbCluster {
                     .db_subnet_group_name(subnet_group)
                     .db_cluster_parameter_group_name(parameter_group)
                     .master_username(text(attrs, MASTER_USERNAME).unwrap_or(MASTER_USER))
+                    .database_name(text(attrs, DATABASE_NAME).unwrap_or(super::APP_DATABASE))
                     .manage_master_user_password(true)
                     .set_tags(Some(rds_tags(&tags)))
                     .customize()

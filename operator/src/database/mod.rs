@@ -69,6 +69,9 @@ pub const KINDS: [Kind; 5] = [
 pub const DELETION_POLICY_TAG: &str = "plinth.dev/deletion-policy";
 /// The tag put on everything a `Retain` teardown leaves in AWS.
 pub const RETAINED_TAG: &str = "plinth.dev/retained";
+/// The database created inside the cluster for the app (`DatabaseName`; the app's
+/// `PLINTH_DB_NAME`).
+pub const APP_DATABASE: &str = "plinth";
 
 /// Component keys of the database.
 pub mod keys {
