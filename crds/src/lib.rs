@@ -14,7 +14,8 @@ pub use spec::{
     RolloutSpec, RolloutStrategy, ScalingSpec,
 };
 pub use status::{
-    AppStatus, DataPlatformStatus, DatabaseStatus, ResourcesStatus, RolloutStatus, condition_types,
+    AppStatus, DataPlatformStatus, DatabaseStatus, ResourcesStatus, RevisionStatus, RolloutStatus,
+    condition_types,
 };
 pub use validation::{FieldError, ValidationErrors};
 

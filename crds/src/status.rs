@@ -145,6 +145,37 @@ pub struct AppStatus {
     /// The rollout in progress, absent when none is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+
+    /// The revision that fully serves traffic (blue during a rollout): what the operator keeps
+    /// running while a new revision rolls out, and returns all traffic to if it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_revision: Option<RevisionStatus>,
+
+    /// Id of the last revision whose rollout failed and was rolled back. The operator does not
+    /// roll it out again; a spec naming any other revision clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+}
+
+/// One app revision: the fields whose change starts a blue/green rollout, and their id.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionStatus {
+    /// Short stable id of the fields below (8 hex digits), as in the `plinth.dev/revision` tag of
+    /// the revision's scaling group and target group.
+    pub id: String,
+
+    /// `spec.app.version` of the revision.
+    pub version: String,
+
+    /// `spec.app.artifact` of the revision.
+    pub artifact: String,
+
+    /// `spec.compute.imageId` of the revision.
+    pub image_id: String,
+
+    /// `spec.compute.instanceType` of the revision.
+    pub instance_type: String,
 }
 
 /// Progress of a blue/green rollout.
@@ -157,6 +188,16 @@ pub struct RolloutStatus {
     /// Percentage of traffic the new version gets now.
     pub weight_percent: i32,
 
-    /// Index of the current step in `spec.app.rollout.steps`, from 0.
+    /// Index of the current step in `spec.app.rollout.steps`, from 0. With `weightPercent` 0
+    /// the new version is still starting and takes no traffic yet.
     pub step: i32,
+
+    /// Id of the revision being rolled out (see `RevisionStatus.id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+
+    /// When the current step began (RFC 3339): it holds `stepSeconds` from then with healthy
+    /// targets, and the rollout fails if its targets are not healthy in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<String>,
 }

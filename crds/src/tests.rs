@@ -363,7 +363,10 @@ fn status_round_trips_without_secrets() {
                 target_version: "1.1.0".into(),
                 weight_percent: 10,
                 step: 0,
+                target_revision: Some("1a2b3c4d".into()),
+                step_started_at: Some("2026-01-01T00:00:00Z".into()),
             }),
+            ..Default::default()
         }),
         ..Default::default()
     };

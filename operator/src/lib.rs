@@ -3,10 +3,15 @@
 pub mod aws;
 pub mod cli;
 pub mod components;
+pub mod compute;
 pub mod controller;
+pub mod database;
 pub mod engine;
 pub mod intent;
 pub mod metrics;
+pub mod monitoring;
 pub mod network;
 pub mod platform;
+pub mod rollout;
+pub mod serving;
 pub mod telemetry;

@@ -54,6 +54,7 @@ pub struct Platform {
     groups: Vec<Group>,
     outputs: Vec<Outputs>,
     options: ExecuteOptions,
+    clients: Option<crate::aws::AwsClients>,
 }
 
 impl Platform {
@@ -68,6 +69,7 @@ impl Platform {
             groups,
             outputs: Vec::new(),
             options,
+            clients: None,
         })
     }
 
@@ -78,11 +80,30 @@ impl Platform {
         self
     }
 
+    /// Adds the AWS clients the components act through, for reads outside a pass (the
+    /// rollout's gates).
+    #[must_use]
+    pub fn with_clients(mut self, clients: crate::aws::AwsClients) -> Self {
+        self.clients = Some(clients);
+        self
+    }
+
+    /// The AWS clients the components act through; `None` for a platform built without AWS
+    /// (tests of the Kubernetes side).
+    pub fn clients(&self) -> Option<&crate::aws::AwsClients> {
+        self.clients.as_ref()
+    }
+
     /// Writes every family's outputs from `observed` into `status`.
     pub fn write_outputs(&self, observed: &Observed, status: &mut DataPlatformStatus) {
         for write in &self.outputs {
             write(observed, status);
         }
+    }
+
+    /// Every IAM action its components' calls need: the operator's policy (`plinth iam-policy`).
+    pub fn iam_actions(&self) -> std::collections::BTreeSet<&'static str> {
+        self.components.iam_actions()
     }
 
     /// The condition types this platform reports, besides Ready/Reconciling/Stalled.

@@ -64,6 +64,9 @@ pub struct Settings {
     pub lease_duration: Duration,
     /// Platforms reconciled at once.
     pub concurrency: u16,
+    /// Multiplies every rollout duration (step hold, health timeout): 1 in production; tests
+    /// shorten the CRD's 30 s minimum step with it instead of weakening validation.
+    pub rollout_step_scale: f64,
 }
 
 impl Settings {
@@ -79,6 +82,7 @@ impl Settings {
             lease_name: "plinth-operator".into(),
             lease_duration: Duration::from_secs(15),
             concurrency: 8,
+            rollout_step_scale: 1.0,
         }
     }
 }

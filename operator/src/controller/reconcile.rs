@@ -21,8 +21,9 @@ use super::{
     Context, Error, FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION,
 };
 use crate::engine::{Applied, Change, Report, Scope};
-use crate::intent::Intent;
-use crate::platform::{PassError, PassOutcome};
+use crate::intent::{AppRevision, Intent};
+use crate::platform::{PassError, PassOutcome, Platform};
+use crate::rollout::{self, Decision, RolloutState, Timing};
 
 /// The condition a paused platform carries.
 pub const PAUSED_CONDITION: &str = "Paused";
@@ -111,14 +112,37 @@ async fn reconcile_inner(
     }
 
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
-    match platform
-        .apply(&scope, &Intent::steady(dp.spec.clone()))
-        .await
-    {
+    // The rollout state comes from status, never from memory: a restarted operator resumes.
+    let now = Timestamp::now();
+    let revision = AppRevision::of(&dp.spec);
+    let timing = Timing::of(
+        &dp.spec.app.rollout,
+        ctx.settings.rollout_step_scale,
+        ctx.settings.progress_interval,
+    );
+    let persisted = RolloutState::from_status(dp.status.as_ref().and_then(|s| s.app.as_ref()), now);
+    let before = rollout::decide(
+        &revision,
+        &dp.spec.app.rollout,
+        &persisted,
+        timing,
+        None,
+        now,
+    );
+    let intent = Intent {
+        spec: dp.spec.clone(),
+        serving: before.serving.clone(),
+    };
+    match platform.apply(&scope, &intent).await {
         Ok(outcome) => {
             let mut status = dp.status.clone().unwrap_or_default();
             platform.write_outputs(&outcome.pass.observed, &mut status);
-            apply_outcome(ctx, &api, dp, status, outcome).await
+            let rollout = judge_rollout(dp, &platform, &outcome, &revision, before, timing).await;
+            rollout
+                .decision
+                .state
+                .write_status(status.app.get_or_insert_with(Default::default));
+            apply_outcome(ctx, &api, dp, status, outcome, &rollout).await
         }
         Err(e) if e.is_refusal() => {
             stalled(ctx, &api, dp, refusal_reason(&e), &e.to_string()).await?;
@@ -152,15 +176,112 @@ fn refusal_reason(error: &PassError) -> &'static str {
     }
 }
 
+/// The rollout's decision for a pass: the one made before it (which the pass built), moved on
+/// by what the gates observed after it.
+struct RolloutPass {
+    /// The final decision; its events include those of the decision before the pass.
+    decision: Decision,
+    /// The decision asks for another serving state than the pass built (a step, a rollback,
+    /// success): the next pass should come at once.
+    serving_changed: bool,
+    /// The spec's revision failed its rollout: blue serves until the spec changes.
+    rolled_back: bool,
+}
+
+/// Observes the gates after the pass when a rollout is under way and decides again.
+async fn judge_rollout(
+    dp: &DataPlatform,
+    platform: &Platform,
+    outcome: &PassOutcome,
+    revision: &AppRevision,
+    before: Decision,
+    timing: Timing,
+) -> RolloutPass {
+    let rolled_back = before.state.failed.as_deref() == Some(revision.id.as_str());
+    let unchanged = |decision| RolloutPass {
+        decision,
+        serving_changed: false,
+        rolled_back,
+    };
+    if before.state.rollout.is_none() {
+        return unchanged(before);
+    }
+    let Some(clients) = platform.clients() else {
+        return unchanged(before);
+    };
+    let gates = match rollout::observe(
+        clients,
+        &outcome.pass.observed,
+        revision,
+        outcome.is_converged(),
+    )
+    .await
+    {
+        Ok(gates) => gates,
+        Err(e) => {
+            // Without gates nothing moves: the rollout holds where it is and looks again.
+            tracing::warn!(platform = %ObjectRef::from_obj(dp), error = %e, "could not read the rollout's gates");
+            return unchanged(before);
+        }
+    };
+    debug!(platform = %ObjectRef::from_obj(dp), ?gates, "rollout gates");
+    let mut after = rollout::decide(
+        revision,
+        &dp.spec.app.rollout,
+        &before.state,
+        timing,
+        Some(&gates),
+        Timestamp::now(),
+    );
+    let serving_changed = after.serving != before.serving;
+    let mut events = before.events;
+    events.append(&mut after.events);
+    after.events = events;
+    let mut verdicts: Vec<_> = before
+        .verdicts
+        .into_iter()
+        .filter(|v| !after.verdicts.iter().any(|a| a.type_ == v.type_))
+        .collect();
+    verdicts.append(&mut after.verdicts);
+    after.verdicts = verdicts;
+    RolloutPass {
+        rolled_back: after.state.failed.as_deref() == Some(revision.id.as_str()),
+        decision: after,
+        serving_changed,
+    }
+}
+
+async fn publish_rollout(ctx: &Context, dp: &DataPlatform, decision: &Decision) {
+    for event in &decision.events {
+        let type_ = if event.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        info!(platform = %ObjectRef::from_obj(dp), reason = event.reason(), note = %event.note(), "rollout");
+        publish(ctx, dp, type_, event.reason(), "Rollout", event.note()).await;
+    }
+}
+
 async fn apply_outcome(
     ctx: &Context,
     api: &Api<DataPlatform>,
     dp: &DataPlatform,
     status: DataPlatformStatus,
     outcome: PassOutcome,
+    rollout: &RolloutPass,
 ) -> Result<(Action, &'static str), Error> {
     publish_changes(ctx, dp, &outcome.pass.report.applied).await;
+    publish_rollout(ctx, dp, &rollout.decision).await;
     let mut verdicts = outcome.verdicts.clone();
+    verdicts.extend(
+        rollout
+            .decision
+            .verdicts
+            .iter()
+            .map(|v| Verdict::new(v.type_, v.status, v.reason, v.message.clone())),
+    );
+    let rolling = rollout.decision.state.rollout.is_some();
     let resumed = conditions::is_true(current_conditions(dp), PAUSED_CONDITION).unwrap_or(false);
     if resumed {
         verdicts.push(Verdict::new(PAUSED_CONDITION, false, "Resumed", ""));
@@ -192,7 +313,61 @@ async fn apply_outcome(
         return Ok((Action::requeue(jittered(ctx.settings.resync)), "stalled"));
     }
 
-    if outcome.is_converged() {
+    if outcome.is_converged() && !rollout.serving_changed && rolling {
+        // AWS matches this step of the rollout; Ready waits for the rollout's end.
+        let message = rollout
+            .decision
+            .verdicts
+            .iter()
+            .find(|v| v.type_ == rollout::ROLLOUT_PROGRESSING)
+            .map_or_else(
+                || "a new version is rolling out".to_owned(),
+                |v| v.message.clone(),
+            );
+        verdicts.extend([
+            Verdict::new(condition_types::READY, false, "RollingOut", message.clone()),
+            Verdict::new(condition_types::RECONCILING, true, "RollingOut", message),
+            Verdict::new(condition_types::STALLED, false, "RollingOut", ""),
+        ]);
+        write_status_from(api, dp, status, &verdicts).await?;
+        let wait = rollout
+            .decision
+            .requeue_after
+            .unwrap_or(ctx.settings.progress_interval);
+        return Ok((Action::requeue(wait), "progressing"));
+    }
+
+    if outcome.is_converged() && !rollout.serving_changed && rollout.rolled_back {
+        // The spec's version was rolled back: the platform serves the previous one until the
+        // spec changes, which is kstatus's Stalled.
+        let message = rollout
+            .decision
+            .verdicts
+            .iter()
+            .find(|v| v.type_ == rollout::ROLLOUT_FAILED)
+            .map(|v| v.message.clone())
+            .or_else(|| {
+                current_conditions(dp)
+                    .iter()
+                    .find(|c| c.type_ == rollout::ROLLOUT_FAILED)
+                    .map(|c| c.message.clone())
+            })
+            .unwrap_or_else(|| "the rollout of the spec's version failed".to_owned());
+        verdicts.extend([
+            Verdict::new(
+                condition_types::READY,
+                false,
+                "RolloutFailed",
+                message.clone(),
+            ),
+            Verdict::new(condition_types::RECONCILING, false, "RolloutFailed", ""),
+            Verdict::new(condition_types::STALLED, true, "RolloutFailed", message),
+        ]);
+        write_status_from(api, dp, status, &verdicts).await?;
+        return Ok((Action::requeue(jittered(ctx.settings.resync)), "stalled"));
+    }
+
+    if outcome.is_converged() && !rollout.serving_changed {
         verdicts.extend([
             Verdict::new(
                 condition_types::READY,
@@ -264,21 +439,45 @@ async fn cleanup(
         return Ok((Action::await_change(), "paused"));
     }
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
+    // `deletionPolicy: Retain` leaves the database and its network out of the teardown; what
+    // was left out is kept to tag it once everything else is gone.
+    let retained = std::sync::Mutex::new(Vec::new());
+    let retain = |resource: &crate::engine::ObservedResource| {
+        let keep = crate::database::retains(&dp.spec, resource);
+        if keep {
+            retained
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(resource.clone());
+        }
+        keep
+    };
+    if let Some(clients) = platform.clients() {
+        crate::database::sync_deletion_policy(clients, scope, &dp.spec)
+            .await
+            .map_err(|e| Error::TeardownPending(format!("recording the deletion policy: {e}")))?;
+    }
     let outcome = platform
-        .teardown(scope, &Intent::steady(dp.spec.clone()), &|_| false)
+        .teardown(scope, &Intent::steady(dp.spec.clone()), &retain)
         .await?;
+    let retained = retained
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     publish_changes(ctx, dp, &outcome.report.applied).await;
     if outcome.found == 0 {
-        info!(platform = %ObjectRef::from_obj(dp), "nothing tagged for the platform remains: releasing the finalizer");
-        publish(
-            ctx,
-            dp,
-            EventType::Normal,
-            "TornDown",
-            "Delete",
-            "every AWS resource of the platform is gone".into(),
-        )
-        .await;
+        if !retained.is_empty() {
+            report_retained(ctx, &platform, api, dp, &retained).await?;
+        }
+        info!(platform = %ObjectRef::from_obj(dp), retained = retained.len(), "nothing tagged for the platform remains: releasing the finalizer");
+        let note = if retained.is_empty() {
+            "every AWS resource of the platform is gone".to_owned()
+        } else {
+            format!(
+                "every AWS resource of the platform is gone except the {} retained",
+                retained.len()
+            )
+        };
+        publish(ctx, dp, EventType::Normal, "TornDown", "Delete", note).await;
         remove_finalizer(api, dp).await?;
         return Ok((Action::await_change(), "deleted"));
     }
@@ -318,6 +517,51 @@ async fn cleanup(
         Action::requeue(ctx.settings.progress_interval),
         "progressing",
     ))
+}
+
+/// `deletionPolicy: Retain`, once everything else is gone: tags what stays in AWS
+/// `plinth.dev/retained=true` and says so in the status and an event, before the finalizer goes.
+async fn report_retained(
+    ctx: &Context,
+    platform: &Platform,
+    api: &Api<DataPlatform>,
+    dp: &DataPlatform,
+    retained: &[crate::engine::ObservedResource],
+) -> Result<(), Error> {
+    match platform.clients() {
+        Some(clients) => {
+            crate::database::mark_retained(clients, retained)
+                .await
+                .map_err(|e| {
+                    Error::TeardownPending(format!("tagging the retained resources: {e}"))
+                })?;
+        }
+        None => tracing::warn!(
+            "an engine without AWS clients of its own: the retained resources are not tagged"
+        ),
+    }
+    let cluster = retained
+        .iter()
+        .find(|r| r.kind == crate::database::DB_CLUSTER)
+        .map(|r| format!(" (cluster {})", r.id))
+        .unwrap_or_default();
+    let message = format!(
+        "deletionPolicy is Retain: the database{cluster} and the network it lives in stay in AWS, \
+         {} resource(s) tagged {}=true",
+        retained.len(),
+        crate::database::RETAINED_TAG
+    );
+    write_status(
+        api,
+        dp,
+        &[
+            Verdict::new("DatabaseReady", false, "Retained", message.clone()),
+            Verdict::new(condition_types::READY, false, "Retained", message.clone()),
+        ],
+    )
+    .await?;
+    publish(ctx, dp, EventType::Normal, "Retained", "Delete", message).await;
+    Ok(())
 }
 
 fn refused_message(report: &Report) -> String {

@@ -3,7 +3,11 @@
 //! suite; `tests/run -- controller::` runs just that one.
 
 mod api_validation;
+mod compute;
 mod controller;
+mod database;
 mod faults;
 mod network;
+mod rollout;
+mod serving;
 mod smoke;

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 
 import moto
 
-from . import cbor, context, duplicates, faults, lifecycle, refusals
+from . import cbor, context, duplicates, faults, fixes, lifecycle, refusals
 from .calls import CallCounter
 from .config import Config
 from .protocol import AwsError, AwsRequest, error_response, parse
@@ -41,6 +41,7 @@ class StrictAws:
         self.duplicates = duplicates.Duplicates(lambda: self.config)
         lifecycle.install(self.lifecycle)
         duplicates.install(self.duplicates)
+        fixes.install()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

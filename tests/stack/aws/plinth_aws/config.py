@@ -13,7 +13,8 @@ The JSON document (every key optional on POST; a key given replaces that whole k
      "rules": [{"service": "ec2", "operation": "CreateVpc", "nth": 2,
                 "code": "InternalError", "status": 500, "message": "...", "count": 1,
                 "after_write": false}],
-     "pending": {"nat_gateway": {"seconds": 2.0, "describes": null}, ...}}
+     "pending": {"nat_gateway": {"seconds": 2.0, "describes": null}, ...},
+     "unhealthy_target_groups": ["plinth.dev/revision=1a2b3c4d"]}  # see lifecycle.py
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class Config:
     overrides: dict = field(default_factory=dict)
     rules: list = field(default_factory=list)
     pending: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_PENDING)))
+    # Target groups whose targets fail their health checks (a bad release): shell patterns
+    # matched against each group's name, its ARN and its tags as `key=value`.
+    unhealthy_target_groups: list = field(default_factory=list)
 
     def fault_setting(self, key: str, service: str, operation: str) -> float:
         """The operation's override, else the service's, else the global value."""
@@ -122,6 +126,11 @@ class Config:
                     raise ValueError(f"unknown pending kind: {kind}")
                 pending[kind] = {"seconds": values.get("seconds"), "describes": values.get("describes")}
             self.pending = pending
+        if "unhealthy_target_groups" in document:
+            patterns = document["unhealthy_target_groups"]
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError("unhealthy_target_groups must be a list of strings")
+            self.unhealthy_target_groups = list(patterns)
 
 
 def _rate(key: str, value: float) -> float:

@@ -9,7 +9,8 @@ way AWS would:
                          deleting -> gone
     scaling-group inst.  Pending -> InService
     target               initial (Elb.RegistrationInProgress) -> healthy, after the target
-                         group's HealthyThresholdCount checks
+                         group's HealthyThresholdCount checks; `unhealthy` (failed health checks)
+                         instead, for as long as the group matches `unhealthy_target_groups`
 
 A transition ends at the first of: its `seconds` elapsed, or `describes` describe calls that
 returned the resource (see config.DEFAULT_PENDING). Time is checked on every AWS call, describe
@@ -18,6 +19,7 @@ counts after every describe. Nothing here runs when `strict` is off: moto's plai
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
 from dataclasses import dataclass, field
@@ -75,6 +77,15 @@ class Lifecycle:
     def cancel(self, kind: str, resource_id: str) -> None:
         with self._lock:
             self._pending.pop((kind, resource_id), None)
+
+    def unhealthy(self, target_group, elbv2) -> bool:
+        """Whether the settings say this target group's targets fail their health checks."""
+        patterns = self._config().unhealthy_target_groups
+        if not patterns:
+            return False
+        tags = elbv2.tagging_service.get_tag_dict_for_resource(target_group.arn)
+        subjects = [target_group.name, target_group.arn, *(f"{k}={v}" for k, v in tags.items())]
+        return any(fnmatch.fnmatchcase(subject, pattern) for pattern in patterns for subject in subjects)
 
     def is_pending(self, kind: str, resource_id: str) -> bool:
         with self._lock:
@@ -248,6 +259,15 @@ def _install_targets(lifecycle: Lifecycle) -> None:
     def make_health_for(original):
         def health_for(self, target, ec2_backend):
             health = original(self, target, ec2_backend)
+            if health.status in ("healthy", "initial") and lifecycle.unhealthy(self, _elbv2_of(self)):
+                return FakeHealthStatus(
+                    health.instance_id,
+                    health.port,
+                    health.health_check_port,
+                    "unhealthy",
+                    "Target.FailedHealthChecks",
+                    "Health checks failed",
+                )
             if health.status == "healthy" and lifecycle.is_pending("target", f"{self.arn}|{target['Id']}"):
                 return FakeHealthStatus(
                     health.instance_id,
@@ -273,6 +293,14 @@ def _install_targets(lifecycle: Lifecycle) -> None:
     _wrap(FakeTargetGroup, "deregister", make_deregister)
     _wrap(FakeTargetGroup, "health_for", make_health_for)
     _wrap(ELBv2Backend, "describe_target_health", make_describe)
+
+
+def _elbv2_of(target_group):
+    """The ELBv2 backend that holds `target_group` (its tags live there)."""
+    from moto.elbv2.models import elbv2_backends
+
+    account, region = target_group.arn.split(":")[4], target_group.arn.split(":")[3]
+    return elbv2_backends[account][region]
 
 
 def _install_databases(lifecycle: Lifecycle) -> None:
