@@ -51,6 +51,15 @@ struct Args {
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// Multiplies every rollout hold and timeout; for test campaigns that cannot wait out the
+    /// CRD's 30 s minimum step. Keep 1 in production.
+    #[arg(
+        long,
+        env = "PLINTH_ROLLOUT_STEP_SCALE",
+        default_value_t = 1.0,
+        hide = true
+    )]
+    rollout_step_scale: f64,
 }
 
 fn default_identity() -> String {
@@ -70,6 +79,8 @@ pub async fn main() -> ExitCode {
     settings.lease_namespace = args.lease_namespace;
     settings.lease_name = args.lease_name;
     settings.lease_duration = Duration::from_secs(args.lease_seconds);
+    // A scale of zero or below would make every step end at once: never faster than 1 %.
+    settings.rollout_step_scale = args.rollout_step_scale.clamp(0.01, 1.0);
 
     let client = match kube::Client::try_default().await {
         Ok(client) => client,

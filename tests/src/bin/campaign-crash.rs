@@ -150,7 +150,9 @@ async fn trial(
     replica.kill();
 
     // A new app version (a rollout), killed once.
-    let patch = serde_json::json!({"spec": {"app": {"version": "1.0.1"}}});
+    // Steps of 30 s, which the replicas' PLINTH_ROLLOUT_STEP_SCALE of 0.1 makes 3 s.
+    let patch =
+        serde_json::json!({"spec": {"app": {"version": "1.0.1", "rollout": {"stepSeconds": 30}}}});
     api.patch(
         name,
         &PatchParams::apply(TEST_MANAGER),
