@@ -17,12 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-if [[ ! -f .stack/env ]]; then
+STACK_ENV=${PLINTH_STACK_DIR:-.stack}/env
+if [[ ! -f $STACK_ENV ]]; then
 	echo "chart: start the local stack first: tests/stack/up" >&2
 	exit 1
 fi
 # shellcheck source=/dev/null
-. .stack/env
+. "$STACK_ENV"
 # shellcheck source=tests/stack/lib.sh
 source tests/stack/lib.sh
 PY="$(venv_dir)/bin/python"
@@ -246,7 +247,12 @@ readyz() {
 	return 1
 }
 check "the operator answers /readyz (API server reached, CRD found)" readyz
-sed "s/^  namespace: data-team\$/  namespace: $NS_PLATFORMS/" examples/platform.yaml >"$WORK/platform.yaml"
+# The example's certificate ARN exists nowhere; the HTTPS listener needs one the emulator's ACM
+# knows (like AWS, it refuses a listener on an unknown certificate).
+certificate=$("$PY" -c 'import os, boto3
+print(boto3.client("acm", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).request_certificate(DomainName="ingest.example.com")["CertificateArn"])')
+sed -e "s/^  namespace: data-team\$/  namespace: $NS_PLATFORMS/" \
+	-e "s|^\(    certificateArn:\).*|\1 $certificate|" examples/platform.yaml >"$WORK/platform.yaml"
 check "examples/platform.yaml applies" kubectl apply -f "$WORK/platform.yaml"
 ready() {
 	kill -0 "$operator_pid" 2>/dev/null || { tail -n 20 "$WORK/operator.log"; return 1; }

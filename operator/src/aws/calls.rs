@@ -1,10 +1,14 @@
 //! Counting AWS calls by service and operation: an SDK interceptor that sees every attempt
 //! (retries included, as AWS and the emulator count them), for the operator's metrics, the
-//! end-to-end tests' "no writes in a steady pass" checks and the benchmark's figures.
+//! end-to-end tests' "no writes in a steady pass" checks and the benchmark's figures. With
+//! [`RECORD_CALLS_DIR`] set, each process also lists the operations it called in that directory,
+//! for the check that the IAM policy covers every call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use aws_sdk_ec2::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
@@ -111,6 +115,55 @@ impl fmt::Display for CallSnapshot {
     }
 }
 
+/// The environment variable naming a directory in which every process appends the AWS
+/// operations its clients sent (`<pid>.tsv`, one `service<TAB>operation` line the first time
+/// each is sent). The end-to-end run sets it; the policy check compares the union with the IAM
+/// policy (`tests/src/bin/policy-check.rs`).
+pub const RECORD_CALLS_DIR: &str = "PLINTH_RECORD_CALLS_DIR";
+
+/// This process's record of operations sent, when [`RECORD_CALLS_DIR`] is set.
+struct Recorder {
+    path: PathBuf,
+    seen: Mutex<BTreeSet<(String, String)>>,
+}
+
+static RECORDER: OnceLock<Option<Recorder>> = OnceLock::new();
+
+/// Appends `key` to this process's record the first time it is sent.
+fn record_operation(key: &(String, String)) {
+    let recorder = RECORDER.get_or_init(|| {
+        let dir = std::env::var_os(RECORD_CALLS_DIR).filter(|dir| !dir.is_empty())?;
+        Some(Recorder {
+            path: PathBuf::from(dir).join(format!("{}.tsv", std::process::id())),
+            seen: Mutex::default(),
+        })
+    });
+    let Some(recorder) = recorder else { return };
+    // Held while writing, so one process's lines never interleave.
+    let mut seen = match recorder.seen.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if !seen.insert(key.clone()) {
+        return;
+    }
+    let written = recorder
+        .path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&recorder.path)
+        })
+        .and_then(|mut file| writeln!(file, "{}\t{}", key.0, key.1));
+    if let Err(error) = written {
+        // The policy check then reports the operation as never called: loud enough.
+        tracing::warn!(path = %recorder.path.display(), %error, "cannot record an AWS operation");
+    }
+}
+
 /// The shared counts of one set of clients.
 #[derive(Clone, Default)]
 pub struct CallCounts {
@@ -156,6 +209,9 @@ impl CallCounts {
         let entry = counts.entry(key.clone()).or_default();
         if sent {
             entry.calls += 1;
+        }
+        if sent && entry.calls == 1 {
+            record_operation(&key);
         }
         if server_error {
             entry.server_errors += 1;

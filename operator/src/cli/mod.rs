@@ -5,6 +5,11 @@
 //! The spec file is a `DataPlatform` manifest as `kubectl apply` takes it; a missing
 //! `metadata.namespace` means `default`. It is validated as the API server would before any
 //! AWS call. Progress goes to stdout, one line per change.
+//!
+//! `iam-policy` prints the operator's IAM policy from the actions the drivers declare
+//! ([`iam_policy`]); it needs neither a spec nor AWS.
+
+pub mod iam_policy;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,6 +45,17 @@ pub enum Command {
     Destroy(RunArgs),
     /// Show the platform's resources and whether they match the spec. Changes nothing.
     Status(SpecArgs),
+    /// Print the operator's least-privilege IAM policy (JSON), built from every driver's
+    /// declared actions. Needs no spec and no AWS access.
+    IamPolicy(IamPolicyArgs),
+}
+
+/// Where the policy goes.
+#[derive(Args, Debug, Clone)]
+pub struct IamPolicyArgs {
+    /// Compare with this committed file instead of printing; fail when it differs (CI).
+    #[arg(long)]
+    pub check: Option<PathBuf>,
 }
 
 /// Which spec.
@@ -102,6 +118,14 @@ pub enum CliError {
     /// AWS refused part of the spec.
     #[error("AWS refused part of the spec; change it and run again:\n{0}")]
     Stalled(String),
+    /// The committed IAM policy is not what the drivers declare now.
+    #[error("{path} is stale or unreadable ({why}); regenerate it: plinth iam-policy > {path}")]
+    StalePolicy {
+        /// The committed file.
+        path: PathBuf,
+        /// What differs.
+        why: String,
+    },
     /// The deadline passed first.
     #[error("gave up after {seconds} s: {what}; run the command again to continue")]
     Timeout {
@@ -326,8 +350,27 @@ pub async fn destroy(
     let mut changes = 0;
     loop {
         passes += 1;
+        // `deletionPolicy: Retain` keeps the database and its network (`plinth destroy` tags
+        // them afterwards).
+        let retain = |r: &engine::ObservedResource| crate::database::retains(file.spec(), r);
+        // The cluster's delete follows the policy in its tag: make it the file's first.
+        if let Some(clients) = platform.clients()
+            && let Err(error) =
+                crate::database::sync_deletion_policy(clients, &file.scope, file.spec()).await
+        {
+            if matches!(error, engine::ActError::Refused { .. }) {
+                return Err(CliError::Stalled(format!(
+                    "  recording the deletion policy: {error}"
+                )));
+            }
+            progress(&format!(
+                "! recording the deletion policy failed, will retry: {error}"
+            ));
+            tokio::time::sleep(pace.interval).await;
+            continue;
+        }
         let outcome = match platform
-            .teardown(&file.scope, &file.intent(), &|_| false)
+            .teardown(&file.scope, &file.intent(), &retain)
             .await
         {
             Ok(outcome) => outcome,
@@ -341,6 +384,7 @@ pub async fn destroy(
             Err(error) => return Err(error.into()),
         };
         if outcome.found == 0 {
+            retained_report(platform, file, progress).await?;
             return Ok(Finished { passes, changes });
         }
         report_lines(&outcome.report, progress);
@@ -364,9 +408,83 @@ pub async fn destroy(
     }
 }
 
+/// The operator's IAM policy document, pretty-printed with a final newline, from the actions
+/// of every component [`components::platform`] registers and of the rollout's gate reads.
+pub fn iam_policy_json() -> Result<String, CliError> {
+    // Clients that are never called: the drivers are built only to ask for their actions.
+    let config = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let clients = AwsClients::from_config(&config, &AwsOptions::default());
+    let mut actions = components::platform(&clients)?.iam_actions();
+    actions.extend(crate::rollout::IAM_ACTIONS.iter().copied());
+    Ok(format!("{:#}\n", iam_policy::policy(&actions)))
+}
+
+fn iam_policy_command(args: &IamPolicyArgs) -> Result<(), CliError> {
+    let policy = iam_policy_json()?;
+    let Some(path) = &args.check else {
+        print!("{policy}");
+        return Ok(());
+    };
+    let stale = |why: String| CliError::StalePolicy {
+        path: path.clone(),
+        why,
+    };
+    let committed = std::fs::read_to_string(path).map_err(|e| stale(e.to_string()))?;
+    if committed != policy {
+        let ours: serde_json::Value =
+            serde_json::from_str(&policy).map_err(|e| stale(e.to_string()))?;
+        let theirs: serde_json::Value =
+            serde_json::from_str(&committed).map_err(|e| stale(e.to_string()))?;
+        let (ours, theirs) = (
+            iam_policy::actions_of(&ours),
+            iam_policy::actions_of(&theirs),
+        );
+        let missing: Vec<_> = ours.difference(&theirs).collect();
+        let extra: Vec<_> = theirs.difference(&ours).collect();
+        return Err(stale(format!(
+            "it lacks {missing:?} and grants {extra:?} beyond the drivers' actions, or differs in layout"
+        )));
+    }
+    println!("plinth: {} is up to date", path.display());
+    Ok(())
+}
+
+/// `deletionPolicy: Retain`, once everything else is gone: tags what stays (the database and
+/// its network) `plinth.dev/retained=true` and says so.
+async fn retained_report(
+    platform: &Platform,
+    file: &SpecFile,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), CliError> {
+    if file.spec().database.deletion_policy != plinth_crds::DeletionPolicy::Retain {
+        return Ok(());
+    }
+    let observed = platform.plan(&file.scope, &file.intent()).await?.observed;
+    let retained: Vec<engine::ObservedResource> = observed
+        .iter()
+        .filter(|r| crate::database::retains(file.spec(), r))
+        .cloned()
+        .collect();
+    let Some(clients) = platform.clients().filter(|_| !retained.is_empty()) else {
+        return Ok(());
+    };
+    let tagged = crate::database::mark_retained(clients, &retained)
+        .await
+        .map_err(|e| CliError::Stalled(format!("  tagging the retained resources: {e}")))?;
+    progress(&format!(
+        "= deletionPolicy is Retain: the database and its network stay, {tagged} resource(s) tagged {}=true",
+        crate::database::RETAINED_TAG
+    ));
+    Ok(())
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let (file, pace) = match &cli.command {
+        Command::IamPolicy(args) => return iam_policy_command(args),
         Command::Plan(args) | Command::Status(args) => (load_spec(&args.file)?, Pace::default()),
         Command::Apply(args) | Command::Destroy(args) => (
             load_spec(&args.spec.file)?,
@@ -381,6 +499,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let mut print = |line: &str| println!("{line}");
     let name = file.scope.platform().to_owned();
     match cli.command {
+        // Answered above, before any spec or client was loaded.
+        Command::IamPolicy(_) => {}
         Command::Plan(_) => {
             let plan = platform.plan(&file.scope, &file.intent()).await?.plan;
             if plan.is_empty() {

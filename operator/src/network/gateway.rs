@@ -108,6 +108,18 @@ impl Driver for InternetGateway {
         INTERNET_GATEWAY
     }
 
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeInternetGateways",
+            "ec2:CreateInternetGateway",
+            "ec2:CreateTags",
+            "ec2:AttachInternetGateway",
+            "ec2:DetachInternetGateway",
+            "ec2:DeleteInternetGateway",
+        ]
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }
@@ -274,6 +286,16 @@ impl Component<Intent> for ElasticIps {
 impl Driver for ElasticIps {
     fn kind(&self) -> Kind {
         ELASTIC_IP
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeAddresses",
+            "ec2:AllocateAddress",
+            "ec2:CreateTags",
+            "ec2:ReleaseAddress",
+        ]
     }
 
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
@@ -444,6 +466,16 @@ impl Component<Intent> for NatGateways {
 impl Driver for NatGateways {
     fn kind(&self) -> Kind {
         NAT_GATEWAY
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeNatGateways",
+            "ec2:CreateNatGateway",
+            "ec2:CreateTags",
+            "ec2:DeleteNatGateway",
+        ]
     }
 
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {

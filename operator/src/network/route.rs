@@ -352,6 +352,22 @@ impl Driver for RouteTables {
         ROUTE_TABLE
     }
 
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeRouteTables",
+            "ec2:CreateRouteTable",
+            "ec2:CreateTags",
+            "ec2:CreateRoute",
+            "ec2:ReplaceRoute",
+            "ec2:DeleteRoute",
+            "ec2:AssociateRouteTable",
+            "ec2:ReplaceRouteTableAssociation",
+            "ec2:DisassociateRouteTable",
+            "ec2:DeleteRouteTable",
+        ]
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }

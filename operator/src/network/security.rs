@@ -345,6 +345,20 @@ impl Driver for SecurityGroups {
         SECURITY_GROUP
     }
 
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeSecurityGroups",
+            "ec2:CreateSecurityGroup",
+            "ec2:CreateTags",
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:DeleteSecurityGroup",
+        ]
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }

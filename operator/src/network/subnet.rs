@@ -125,6 +125,17 @@ impl Driver for Subnets {
         SUBNET
     }
 
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeSubnets",
+            "ec2:CreateSubnet",
+            "ec2:CreateTags",
+            "ec2:ModifySubnetAttribute",
+            "ec2:DeleteSubnet",
+        ]
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }

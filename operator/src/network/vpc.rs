@@ -129,6 +129,18 @@ impl Driver for Vpc {
         VPC
     }
 
+    fn iam_actions(&self) -> &'static [&'static str] {
+        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+        &[
+            "ec2:DescribeVpcs",
+            "ec2:DescribeVpcAttribute",
+            "ec2:CreateVpc",
+            "ec2:CreateTags",
+            "ec2:ModifyVpcAttribute",
+            "ec2:DeleteVpc",
+        ]
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }

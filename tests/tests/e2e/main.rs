@@ -8,6 +8,7 @@ mod controller;
 mod database;
 mod faults;
 mod network;
+mod network_repair;
 mod rollout;
 mod serving;
 mod smoke;
