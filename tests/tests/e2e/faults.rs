@@ -1,8 +1,9 @@
-//! The reconcile engine under AWS's bad days: the network of a platform is applied, checked in
-//! a steady-state pass, and torn down against a private strict emulator that throttles 20 % of
-//! all calls (each service's own code) from a fixed seed — the same pending states and delete
-//! guards as every suite, plus the faults. It must converge, create no duplicate, and leave
-//! nothing behind; the figures (calls spent with and without faults) are printed.
+//! The reconcile engine under AWS's bad days (the faults campaign of CI): a whole platform is
+//! applied, checked in a steady-state pass, changed, and torn down against a private strict
+//! emulator that throttles 20 % of all calls (each service's own code) and answers 5 % with a
+//! 5xx, from a fixed seed — the same pending states and delete guards as every suite, plus the
+//! faults. It must converge, create no duplicate of any component, and leave nothing behind;
+//! the figures (calls spent with and without faults) are printed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use plinth_operator::aws::{AwsClients, AwsOptions};
 use plinth_operator::cli::{self, Pace};
 use plinth_operator::components;
 
-fn manifest(namespace: &str) -> String {
+fn manifest(namespace: &str, max_acu: u32) -> String {
     format!(
         r#"apiVersion: plinth.dev/v1alpha1
 kind: DataPlatform
@@ -33,7 +34,7 @@ spec:
     maxSize: 2
   database:
     minCapacity: 0.5
-    maxCapacity: 2
+    maxCapacity: {max_acu}
   app:
     version: 1.0.0
     artifact: s3://plinth-artifacts/plinth-ingest/1.0.0/plinth-ingest
@@ -44,7 +45,34 @@ spec:
 struct Run {
     total_calls: u64,
     throttled: u64,
+    server_errors: u64,
     created_vpcs: u64,
+}
+
+/// A pass that only reads, retried: under these faults one describe in a few hundred still
+/// fails after the SDK's five attempts, and the check must not mistake that for a verdict.
+async fn settled_plan(
+    platform: &plinth_operator::platform::Platform,
+    file: &cli::SpecFile,
+) -> plinth_operator::engine::Pass {
+    let mut last = None;
+    for _ in 0..10 {
+        match platform.plan(&file.scope, &file.intent()).await {
+            Ok(pass) => return pass,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("observing failed ten times: {last:?}")
+}
+
+/// Every component key with more than one resource in AWS.
+fn duplicates(pass: &plinth_operator::engine::Pass) -> Vec<String> {
+    pass.observed
+        .keys()
+        .filter(|key| !pass.observed.duplicates(key).is_empty())
+        .map(|key| key.to_string())
+        .collect()
 }
 
 /// Applies, re-checks and tears down one platform against an emulator with `settings`.
@@ -53,8 +81,8 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
     let config = emulator.sdk_config().await.unwrap();
     let clients = AwsClients::from_config(&config, &AwsOptions::default());
     let platform = components::platform(&clients).unwrap();
-    let text = manifest(&unique_name("faults"));
-    let file = cli::parse_spec(&text, Path::new("faults.yaml")).unwrap();
+    let namespace = unique_name("faults");
+    let file = cli::parse_spec(&manifest(&namespace, 2), Path::new("faults.yaml")).unwrap();
     let pace = Pace {
         timeout: Duration::from_secs(240),
         interval: Duration::from_millis(300),
@@ -70,15 +98,25 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
     );
 
     // Converged means a fresh pass plans nothing; check it once more explicitly.
-    let steady = platform.apply(&file.scope, &file.intent()).await.unwrap();
-    assert!(
-        steady.is_converged(),
-        "steady state: {:?}",
-        steady.pass.plan
-    );
-    assert!(steady.pass.report.applied.is_empty());
+    let steady = settled_plan(&platform, &file).await;
+    assert!(steady.plan.is_empty(), "steady state: {:?}", steady.plan);
+    assert_eq!(duplicates(&steady), Vec::<String>::new(), "no duplicates");
 
-    // No duplicates: exactly one VPC tagged for the platform, even though creates were throttled.
+    // A change: the database's capacity range, made in place under the same faults.
+    let changed = cli::parse_spec(&manifest(&namespace, 4), Path::new("faults.yaml")).unwrap();
+    let applied = cli::converge(&platform, &changed, pace, &mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("change under faults: {e}"));
+    assert!(applied.changes >= 1, "the capacity change was applied");
+    let steady = settled_plan(&platform, &changed).await;
+    assert!(
+        steady.plan.is_empty(),
+        "steady after the change: {:?}",
+        steady.plan
+    );
+    assert_eq!(duplicates(&steady), Vec::<String>::new(), "no duplicates");
+
+    // No duplicates, read with a plain client too: exactly one VPC tagged for the platform.
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let tagged = aws_sdk_ec2::types::Filter::builder()
         .name("tag:plinth.dev/platform")
@@ -92,38 +130,58 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
         .unwrap();
     assert_eq!(vpcs.vpcs().len(), 1, "one VPC, no duplicate");
 
-    cli::destroy(&platform, &file, pace, &mut |_| {})
+    cli::destroy(&platform, &changed, pace, &mut |_| {})
         .await
         .unwrap_or_else(|e| panic!("teardown under faults: {e}"));
-    let after = platform.plan(&file.scope, &file.intent()).await.unwrap();
+    let after = settled_plan(&platform, &changed).await;
     assert_eq!(after.found, 0, "nothing tagged for the platform remains");
 
     let calls = emulator.calls().await;
     let ec2_ops = &calls["services"]["ec2"]["operations"];
-    let throttled = ec2_ops
+    // Faults by code over every service: throttling has a code per service.
+    let (mut throttled, mut server_errors) = (0, 0);
+    for service in calls["services"]
         .as_object()
-        .map(|ops| {
-            ops.values()
-                .map(|op| op["faults"]["RequestLimitExceeded"].as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0);
+        .into_iter()
+        .flat_map(|s| s.values())
+    {
+        for op in service["operations"]
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
+        {
+            for (code, count) in op["faults"].as_object().into_iter().flatten() {
+                let count = count.as_u64().unwrap_or(0);
+                if code.contains("Throttl")
+                    || code.contains("LimitExceeded")
+                    || code == "Rate exceeded"
+                {
+                    throttled += count;
+                } else {
+                    server_errors += count;
+                }
+            }
+        }
+    }
     Run {
         total_calls: calls["total"].as_u64().unwrap_or(0),
         throttled,
+        server_errors,
         created_vpcs: ec2_ops["CreateVpc"]["calls"].as_u64().unwrap_or(0),
     }
 }
 
-/// 20 % of every call throttled: the platform still converges, has no duplicate, and tears down
-/// to nothing; the calls it cost are printed beside a fault-free run of the same platform.
+/// 20 % of every call throttled and 5 % answered 5xx: the platform still converges, changes,
+/// has no duplicate, and tears down to nothing; the calls it cost are printed beside a
+/// fault-free run of the same platform.
 #[tokio::test]
-async fn network_converges_and_tears_down_with_20_percent_throttling() {
+async fn a_platform_converges_changes_and_tears_down_with_throttling_and_5xx() {
     let (clean, faulty) = tokio::join!(
         lifecycle(&[]),
         lifecycle(&[
             ("PLINTH_FAULT_SEED", "20261127"),
             ("PLINTH_FAULT_THROTTLE_RATE", "0.2"),
+            ("PLINTH_FAULT_5XX_RATE", "0.05"),
         ])
     );
     assert_eq!(clean.throttled, 0);
@@ -134,7 +192,11 @@ async fn network_converges_and_tears_down_with_20_percent_throttling() {
     );
     assert!(faulty.created_vpcs >= 1);
     println!(
-        "fault-free: {} calls; 20 % throttling: {} calls ({} throttled, {} CreateVpc attempts)",
-        clean.total_calls, faulty.total_calls, faulty.throttled, faulty.created_vpcs
+        "fault-free: {} calls; 20 % throttling + 5 % 5xx: {} calls ({} throttled, {} 5xx, {} CreateVpc attempts)",
+        clean.total_calls,
+        faulty.total_calls,
+        faulty.throttled,
+        faulty.server_errors,
+        faulty.created_vpcs
     );
 }
