@@ -129,6 +129,16 @@ pub async fn aws_config_for(
         .await)
 }
 
+/// AWS clients for a test's own reads and fixtures: counted like the operator's, but left out
+/// of the record of calls the IAM policy is checked against (they are not the operator's).
+pub fn reader_clients(config: &aws_config::SdkConfig) -> plinth_operator::aws::AwsClients {
+    let options = plinth_operator::aws::AwsOptions {
+        unrecorded: true,
+        ..Default::default()
+    };
+    plinth_operator::aws::AwsClients::from_config(config, &options)
+}
+
 /// A Kubernetes client for the stack's API server, with the admin kubeconfig `up` wrote.
 pub async fn kube_client() -> Result<kube::Client, StackError> {
     let path = stack_var("KUBECONFIG")?;

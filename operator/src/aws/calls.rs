@@ -169,6 +169,8 @@ fn record_operation(key: &(String, String)) {
 pub struct CallCounts {
     counts: Arc<Mutex<BTreeMap<(String, String), OperationCount>>>,
     metrics: Option<Family<AwsCallLabels, Counter>>,
+    /// Not the operator's clients (a test's reader, a tool): left out of the policy record.
+    unrecorded: bool,
 }
 
 impl CallCounts {
@@ -177,7 +179,16 @@ impl CallCounts {
         Self {
             counts: Arc::default(),
             metrics,
+            unrecorded: false,
         }
+    }
+
+    /// Leaves these clients' calls out of the [`RECORD_CALLS_DIR`] record: they are a test's
+    /// or a tool's reads and setup, not calls the operator's policy must allow.
+    #[must_use]
+    pub fn unrecorded(mut self, unrecorded: bool) -> Self {
+        self.unrecorded = unrecorded;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<(String, String), OperationCount>> {
@@ -210,7 +221,7 @@ impl CallCounts {
         if sent {
             entry.calls += 1;
         }
-        if sent && entry.calls == 1 {
+        if sent && entry.calls == 1 && !self.unrecorded {
             record_operation(&key);
         }
         if server_error {

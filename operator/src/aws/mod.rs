@@ -42,6 +42,9 @@ const BURST: u32 = 40;
 pub struct AwsOptions {
     /// Also count calls into the operator's `plinth_aws_calls` metric.
     pub metrics: Option<Family<AwsCallLabels, Counter>>,
+    /// These clients are a test's or a tool's (reading AWS back, setting a fixture up), not the
+    /// operator's: leave their calls out of the record the IAM policy is checked against.
+    pub unrecorded: bool,
 }
 
 /// Builds one service's client from the shared configuration: the call counter as interceptor,
@@ -113,7 +116,7 @@ impl AwsClients {
             .region()
             .map(|r| r.as_ref().to_owned())
             .unwrap_or_default();
-        let calls = CallCounts::new(options.metrics.clone());
+        let calls = CallCounts::new(options.metrics.clone()).unrecorded(options.unrecorded);
         let quota = Quota::per_second(NonZeroU32::new(CALLS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
         Self {

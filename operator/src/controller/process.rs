@@ -92,6 +92,7 @@ pub async fn main() -> ExitCode {
     let metrics = Arc::new(Metrics::default());
     let regions = AwsRegions::new(AwsOptions {
         metrics: Some(metrics.aws_calls.clone()),
+        unrecorded: false,
     });
     let platforms = Arc::new(Platforms::per_region(regions, components::platform));
 

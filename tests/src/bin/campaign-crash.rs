@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_e2e::cluster::{OperatorProcess, TEST_MANAGER, condition, example, install_crd};
 use plinth_e2e::{aws_config, kube_client, unique_name};
-use plinth_operator::aws::{AwsClients, AwsOptions};
+use plinth_operator::aws::AwsClients;
 use plinth_operator::components;
 use plinth_operator::engine::Scope;
 use plinth_operator::intent::Intent;
@@ -186,7 +186,7 @@ async fn trial(
 async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
     install_crd(&client).await;
-    let aws = AwsClients::from_config(&aws_config().await?, &AwsOptions::default());
+    let aws = plinth_e2e::reader_clients(&aws_config().await?);
     let binary = std::env::current_exe()?
         .parent()
         .ok_or("no directory beside this binary")?

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use plinth_e2e::{aws_config, stack_var};
-use plinth_operator::aws::{AwsClients, AwsOptions};
+use plinth_operator::aws::AwsClients;
 use plinth_operator::engine::PLATFORM_TAG;
 
 /// The tag a `Retain` deletion policy leaves on what it kept.
@@ -374,7 +374,7 @@ async fn main() -> ExitCode {
         }
     };
     let region = stack_var("AWS_REGION").unwrap_or_default();
-    let aws = AwsClients::from_config(&config, &AwsOptions::default());
+    let aws = plinth_e2e::reader_clients(&config);
     let found = match scan(&aws).await {
         Ok(found) => found,
         Err(e) => {

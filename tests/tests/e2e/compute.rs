@@ -191,7 +191,7 @@ impl Drop for Running {
 async fn the_rendered_unit_starts_the_webapp_with_the_secret_from_secrets_manager() {
     let config = aws_config().await.unwrap_or_else(|e| panic!("{e}"));
     let endpoint = stack_var("AWS_ENDPOINT_URL").unwrap_or_else(|e| panic!("{e}"));
-    let clients = AwsClients::from_config(&config, &AwsOptions::default());
+    let clients = plinth_e2e::reader_clients(&config);
     let database = TestDatabase::create()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -371,7 +371,7 @@ impl Harness {
         Self {
             file,
             platform,
-            reader: AwsClients::from_config(&config, &AwsOptions::default()),
+            reader: plinth_e2e::reader_clients(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
         }
     }

@@ -140,7 +140,7 @@ impl Harness {
             file,
             clients,
             platform,
-            reader: AwsClients::from_config(&config, &AwsOptions::default()),
+            reader: plinth_e2e::reader_clients(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
             endpoint,
         }
