@@ -345,6 +345,25 @@ impl Drop for OperatorProcess {
     }
 }
 
+/// The shipped operator process built beside the running program (`plinth-operator-e2e`), for
+/// the benchmarks and campaigns that start replicas; an error naming the build command when it
+/// is missing.
+pub fn operator_beside_this_binary() -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this program: {e}"))?;
+    let binary = exe
+        .parent()
+        .ok_or("no directory beside this program")?
+        .join("plinth-operator-e2e");
+    if binary.exists() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} is missing: build it with `cargo build -p plinth-e2e --bins`",
+            binary.display()
+        ))
+    }
+}
+
 /// Settings for a replica watching only `namespace`, holding a Lease there, with short
 /// intervals so tests see changes quickly.
 pub fn test_settings(namespace: &str, identity: &str) -> Settings {

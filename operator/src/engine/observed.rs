@@ -129,6 +129,14 @@ impl Observed {
             .unwrap_or(&[])
     }
 
+    /// Every key more than one resource carries, with the resources beyond the first: what a
+    /// campaign counts as duplicates.
+    pub fn duplicated(&self) -> impl Iterator<Item = (&Key, &[ObservedResource])> {
+        self.by_key
+            .iter()
+            .filter_map(|(key, group)| Some((key, group.get(1..)?)).filter(|(_, d)| !d.is_empty()))
+    }
+
     /// The same view without the resources `leave_out` selects (retained resources that a
     /// teardown must not touch).
     #[must_use]
@@ -202,5 +210,33 @@ impl Observed {
             out.insert(resource.id.clone(), deps);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_held_by_more_than_one_resource_are_duplicated() {
+        let kind = Kind("vpc");
+        let observed = Observed::new([
+            ObservedResource::new(kind, "vpc", "vpc-1"),
+            ObservedResource::new(kind, "vpc", "vpc-2"),
+            ObservedResource::new(kind, "other", "vpc-3"),
+        ]);
+        let duplicated: Vec<(String, Vec<&str>)> = observed
+            .duplicated()
+            .map(|(key, extra)| {
+                (
+                    key.to_string(),
+                    extra.iter().map(|r| r.id.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(duplicated.len(), 1);
+        assert_eq!(duplicated[0].0, "vpc");
+        assert_eq!(duplicated[0].1.len(), 1);
+        assert_eq!(observed.duplicates(&Key::from("vpc")).len(), 1);
     }
 }

@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
-use plinth_e2e::cluster::{OperatorProcess, TEST_MANAGER, condition, example, install_crd};
+use plinth_e2e::cluster::{
+    OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
+    operator_beside_this_binary,
+};
 use plinth_e2e::{kube_client, unique_name};
 use plinth_operator::aws::calls::is_read;
 
@@ -100,27 +102,14 @@ fn ready(dp: &DataPlatform) -> bool {
 async fn run(args: Args) -> Result<(), Failure> {
     let client: Client = kube_client().await?;
     install_crd(&client).await;
-    let namespace = unique_name("fleet");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(namespace.clone());
-    namespaces.create(&PostParams::default(), &ns).await?;
-    let api: Api<DataPlatform> = Api::namespaced(client.clone(), &namespace);
+    let ns = TestNamespace::create(&client, "fleet").await;
+    let namespace = ns.name.clone();
+    let api = ns.platforms();
 
     let binary = match args.operator {
         Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .ok_or("no directory beside this binary")?
-            .join("plinth-operator-e2e"),
+        None => operator_beside_this_binary()?,
     };
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: build it with `cargo build -p plinth-e2e --bins`",
-            binary.display()
-        )
-        .into());
-    }
     let replica_count = if args.failover { 2 } else { 1 };
     let mut replicas = (0..replica_count)
         .map(|i| {
@@ -302,14 +291,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         }
     );
     drop(replicas);
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .or_else(|e| match e {
-            kube::Error::Api(ref r) if r.code == 404 => Ok(()),
-            e => Err(e),
-        })?;
+    ns.delete().await;
     Ok(())
 }
 

@@ -15,11 +15,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
-use plinth_e2e::cluster::{OperatorProcess, TEST_MANAGER, condition, example, install_crd};
-use plinth_e2e::{aws_config, kube_client, unique_name};
+use plinth_e2e::cluster::{
+    OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
+    operator_beside_this_binary,
+};
+use plinth_e2e::{aws_config, kube_client};
 use plinth_operator::aws::AwsClients;
 use plinth_operator::components;
 use plinth_operator::engine::Scope;
@@ -89,15 +91,14 @@ async fn duplicates(
 ) -> Result<Vec<String>, Failure> {
     let platform = components::platform(aws)?;
     let pass = platform.plan(scope, intent).await?;
-    let mut found = Vec::new();
-    for key in pass.observed.keys() {
-        let extra = pass.observed.duplicates(key);
-        if !extra.is_empty() {
+    Ok(pass
+        .observed
+        .duplicated()
+        .map(|(key, extra)| {
             let ids: Vec<&str> = extra.iter().map(|r| r.id.as_str()).collect();
-            found.push(format!("{key}: {} extra ({})", extra.len(), ids.join(", ")));
-        }
-    }
-    Ok(found)
+            format!("{key}: {} extra ({})", extra.len(), ids.join(", "))
+        })
+        .collect())
 }
 
 /// Spawns a replica, waits a random moment within the window, kills it, and spawns the one
@@ -124,12 +125,9 @@ async fn trial(
     aws: &AwsClients,
 ) -> Result<Verdict, Failure> {
     let mut rng = StdRng::seed_from_u64(args.seed + index);
-    let namespace = unique_name("crash");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(namespace.clone());
-    namespaces.create(&PostParams::default(), &ns).await?;
-    let api: Api<DataPlatform> = Api::namespaced(client.clone(), &namespace);
+    let ns = TestNamespace::create(client, "crash").await;
+    let namespace = ns.name.clone();
+    let api = ns.platforms();
     let name = "crash";
     let dp = example(&args.example, name, &namespace);
     let timeout = Duration::from_secs(args.timeout);
@@ -187,18 +185,9 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
     install_crd(&client).await;
     let aws = plinth_e2e::reader_clients(&aws_config().await?);
-    let binary = std::env::current_exe()?
-        .parent()
-        .ok_or("no directory beside this binary")?
-        .join("plinth-operator-e2e");
-    if !binary.exists() {
-        return Err(format!(
-            "{} is missing: build it with `cargo build -p plinth-e2e --bins`",
-            binary.display()
-        )
-        .into());
-    }
-    let binary = binary.to_string_lossy().into_owned();
+    let binary = operator_beside_this_binary()?
+        .to_string_lossy()
+        .into_owned();
     println!(
         "crash campaign: {} trial(s), seed {}, {}, a kill within {} ms of each phase",
         args.trials, args.seed, args.example, args.window_ms

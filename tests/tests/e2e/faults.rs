@@ -69,9 +69,8 @@ async fn settled_plan(
 /// Every component key with more than one resource in AWS.
 fn duplicates(pass: &plinth_operator::engine::Pass) -> Vec<String> {
     pass.observed
-        .keys()
-        .filter(|key| !pass.observed.duplicates(key).is_empty())
-        .map(|key| key.to_string())
+        .duplicated()
+        .map(|(key, _)| key.to_string())
         .collect()
 }
 
