@@ -158,6 +158,8 @@ pub struct Context {
     pub platforms: Arc<Platforms>,
     /// Consecutive failures per object, for capped exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DataPlatform>, u32>>,
+    /// Consecutive passes per object that left AWS still changing, for [`progress_wait`].
+    progress: Mutex<HashMap<ObjectRef<DataPlatform>, u32>>,
 }
 
 impl Context {
@@ -179,7 +181,27 @@ impl Context {
             settings,
             platforms,
             failures: Mutex::default(),
+            progress: Mutex::default(),
         }
+    }
+
+    /// The wait before the next pass of a platform AWS is still changing, counting this pass.
+    pub(crate) fn next_progress_wait(&self, object: &ObjectRef<DataPlatform>) -> Duration {
+        let mut progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = progress.entry(object.clone()).or_default();
+        let wait = progress_wait(*count, self.settings.progress_interval);
+        *count = count.saturating_add(1);
+        wait
+    }
+
+    pub(crate) fn reset_progress(&self, object: &ObjectRef<DataPlatform>) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(object);
     }
 
     // A std mutex: never held across an await, and usable from the synchronous error policy.
@@ -199,6 +221,17 @@ impl Context {
         *count = count.saturating_add(1);
         *count
     }
+}
+
+/// The wait after the `passes`-th consecutive pass that left AWS still changing: 250 ms
+/// doubling to at most `interval`. The first look comes at once because most passes end with
+/// everything created and only the confirming observe missing; AWS's slow kinds (a NAT gateway,
+/// a database) are then polled at `interval`, and an update that never settles costs no more
+/// than one pass per `interval`.
+pub fn progress_wait(passes: u32, interval: Duration) -> Duration {
+    Duration::from_millis(250)
+        .saturating_mul(1u32 << passes.min(16))
+        .min(interval)
 }
 
 /// The wait before retrying after the `failures`-th consecutive failure: 2 s doubling to at
@@ -319,6 +352,16 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_checked_at_once_then_at_the_interval() {
+        let interval = Duration::from_secs(5);
+        let waits: Vec<u128> = (0..6)
+            .map(|n| progress_wait(n, interval).as_millis())
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000]);
+        assert_eq!(progress_wait(u32::MAX, interval), interval);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

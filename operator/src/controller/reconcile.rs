@@ -41,6 +41,9 @@ pub async fn reconcile(dp: Arc<DataPlatform>, ctx: Arc<Context>) -> Result<Actio
     if result.is_ok() {
         ctx.reset_failures(&object_ref);
     }
+    if outcome != "progressing" {
+        ctx.reset_progress(&object_ref);
+    }
     result.map(|(action, _)| action)
 }
 
@@ -409,7 +412,7 @@ async fn apply_outcome(
     ]);
     write_status_from(api, dp, status, &verdicts).await?;
     Ok((
-        Action::requeue(ctx.settings.progress_interval),
+        Action::requeue(ctx.next_progress_wait(&ObjectRef::from_obj(dp))),
         "progressing",
     ))
 }
@@ -514,7 +517,7 @@ async fn cleanup(
         return Ok((Action::requeue(Duration::from_secs(60)), "stalled"));
     }
     Ok((
-        Action::requeue(ctx.settings.progress_interval),
+        Action::requeue(ctx.next_progress_wait(&ObjectRef::from_obj(dp))),
         "progressing",
     ))
 }
