@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use futures::future::{BoxFuture, FutureExt as _};
 use futures::stream::FuturesUnordered;
 
 use super::act::{ActError, CreateRequest, Deletion, Driver, Drivers, UpdateRequest};
@@ -27,7 +29,20 @@ use super::plan::{Action, ActionId, Op, Plan};
 pub struct ExecuteOptions {
     /// At most this many AWS calls in flight (the per-platform share of the account's API rate).
     pub concurrency: NonZeroUsize,
+    /// How long one action may wait, within the pass, for AWS to finish what it started (a
+    /// resource `pending`, a delete in progress) before its followers are left to a later pass.
+    /// Zero leaves every wait to the next pass.
+    pub settle: Duration,
 }
+
+/// Long enough for what AWS finishes in moments (a route table association, a subnet group, an
+/// emulator without delays) to save a whole pass; short against what takes minutes (a NAT
+/// gateway, a database), which the next passes pick up as before.
+const DEFAULT_SETTLE: Duration = Duration::from_millis(1500);
+
+/// The first look after an action left its resource unfinished; each later one waits twice as
+/// long.
+const FIRST_SETTLE_LOOK: Duration = Duration::from_millis(250);
 
 /// Four calls in flight: enough to build an AZ's subnets, gateways and routes side by side,
 /// little enough to stay far below EC2's request rate with several platforms per account.
@@ -40,6 +55,7 @@ impl Default for ExecuteOptions {
     fn default() -> Self {
         Self {
             concurrency: DEFAULT_CONCURRENCY,
+            settle: DEFAULT_SETTLE,
         }
     }
 }
@@ -175,6 +191,22 @@ enum Done {
     Deleted(Deletion),
 }
 
+/// What finished in the executor's loop: a driver call, or a wait for AWS to finish one.
+enum Event {
+    Acted(ActionId, Result<Done, ActError>),
+    Settled(ActionId, Settle),
+}
+
+/// How a wait within the pass ended.
+enum Settle {
+    /// The resource is available now, as read back.
+    Available(ObservedResource),
+    /// The deleted resource is gone.
+    Gone,
+    /// Still unfinished when the wait ran out (or the read failed): a later pass takes over.
+    Unfinished,
+}
+
 /// Runs `plan` (made from `observed`) through `drivers`.
 pub async fn execute(
     plan: &Plan,
@@ -230,10 +262,12 @@ pub async fn execute(
         .filter(|a| a.after.is_empty())
         .map(|a| a.id)
         .collect();
-    let mut running = FuturesUnordered::new();
+    let mut running: FuturesUnordered<BoxFuture<'_, Event>> = FuturesUnordered::new();
+    // Waits sleep most of the time: they do not count against the concurrency bound.
+    let mut settling = 0usize;
 
     loop {
-        while running.len() < options.concurrency.get() {
+        while running.len().saturating_sub(settling) < options.concurrency.get() {
             let Some(id) = ready.pop_front() else { break };
             let Some(action) = plan.action(id) else {
                 continue;
@@ -242,15 +276,39 @@ pub async fn execute(
                 Op::Create { desired, .. } | Op::Update { desired, .. } => resolve(desired, &known),
                 Op::Delete { .. } => Ok(Attrs::new()),
             };
-            running.push(run(drivers.driver(action.kind), action, attrs, scope));
+            running.push(run(drivers.driver(action.kind), action, attrs, scope).boxed());
         }
-        let Some((id, result)) = running.next().await else {
+        let Some(event) = running.next().await else {
             break;
+        };
+        let (id, outcome) = match event {
+            Event::Acted(id, result) => {
+                let Some(action) = plan.action(id) else {
+                    continue;
+                };
+                let settle_id = settle_target(action, &result);
+                let outcome = record(action, result, &mut known, &mut report);
+                if let (Outcome::NotReady(_), Some(settle_id), Some(driver)) =
+                    (&outcome, settle_id, drivers.driver(action.kind))
+                    && !options.settle.is_zero()
+                {
+                    settling += 1;
+                    running.push(settle(driver, action, settle_id, scope, options.settle).boxed());
+                    continue;
+                }
+                (id, outcome)
+            }
+            Event::Settled(id, settled) => {
+                settling = settling.saturating_sub(1);
+                let Some(action) = plan.action(id) else {
+                    continue;
+                };
+                (id, record_settled(action, settled, &mut known, &mut report))
+            }
         };
         let Some(action) = plan.action(id) else {
             continue;
         };
-        let outcome = record(action, result, &mut known, &mut report);
         let skip = match outcome {
             Outcome::Ready => {
                 for follower in followers.get(id.0).into_iter().flatten() {
@@ -356,7 +414,7 @@ async fn run<'a>(
     action: &'a Action,
     attrs: Result<Attrs, ActError>,
     scope: &'a Scope,
-) -> (ActionId, Result<Done, ActError>) {
+) -> Event {
     let result = async {
         let driver = driver.ok_or_else(|| {
             ActError::refused(
@@ -393,7 +451,88 @@ async fn run<'a>(
         }
     }
     .await;
-    (action.id, result)
+    Event::Acted(action.id, result)
+}
+
+/// The id of the resource a driver call left unfinished, when waiting for it can help: not
+/// for an action that never reached AWS.
+fn settle_target(action: &Action, result: &Result<Done, ActError>) -> Option<String> {
+    match (result, &action.op) {
+        (Ok(Done::Created(r) | Done::Updated(r)), _) => Some(r.id.clone()),
+        (Ok(Done::Deleted(Deletion::InProgress)), Op::Delete { current, .. }) => {
+            Some(current.id.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Reads the action's kind again, after 250 ms and then twice as long each time, until the
+/// resource `id` is available (or gone, for a delete) or `budget` has passed.
+async fn settle<'a>(
+    driver: &'a dyn Driver,
+    action: &'a Action,
+    id: String,
+    scope: &'a Scope,
+    budget: Duration,
+) -> Event {
+    let started = Instant::now();
+    let mut wait = FIRST_SETTLE_LOOK;
+    let deleting = matches!(action.op, Op::Delete { .. });
+    let settled = loop {
+        let left = budget.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break Settle::Unfinished;
+        }
+        tokio::time::sleep(wait.min(left)).await;
+        wait = wait.saturating_mul(2);
+        let Ok(found) = driver.observe(scope).await else {
+            break Settle::Unfinished;
+        };
+        let now = found.into_iter().find(|r| r.id == id);
+        match (deleting, now) {
+            (true, None) => break Settle::Gone,
+            (false, Some(r)) if r.lifecycle == Lifecycle::Available => {
+                break Settle::Available(r);
+            }
+            (
+                false,
+                Some(ObservedResource {
+                    lifecycle: Lifecycle::Failed { .. },
+                    ..
+                }),
+            ) => break Settle::Unfinished,
+            _ => {}
+        }
+    };
+    Event::Settled(action.id, settled)
+}
+
+/// Records how a wait ended: a resource that became ready within the pass is no longer
+/// pending, and its followers may run.
+fn record_settled(
+    action: &Action,
+    settled: Settle,
+    known: &mut Known,
+    report: &mut Report,
+) -> Outcome {
+    match settled {
+        Settle::Unfinished => {
+            return Outcome::NotReady("still unfinished".to_owned());
+        }
+        Settle::Available(resource) => known.insert(&resource),
+        Settle::Gone => {
+            for applied in report.applied.iter_mut().rev() {
+                if applied.key == action.key
+                    && let Change::Deleted { done, .. } = &mut applied.change
+                {
+                    *done = true;
+                    break;
+                }
+            }
+        }
+    }
+    report.pending.retain(|p| p.key != action.key);
+    Outcome::Ready
 }
 
 fn op_name(op: &Op) -> &'static str {
@@ -507,6 +646,7 @@ mod tests {
     fn options(concurrency: usize) -> ExecuteOptions {
         ExecuteOptions {
             concurrency: NonZeroUsize::new(concurrency).unwrap_or(NonZeroUsize::MIN),
+            settle: Duration::ZERO,
         }
     }
 
@@ -696,6 +836,74 @@ mod tests {
             nat.as_deref()
         );
         assert!(pass(&cloud, &after.graph(), 3).await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_create_finished_within_the_settle_time_releases_its_followers_in_the_same_pass() {
+        let cloud = FakeCloud::new(Duration::from_millis(1));
+        cloud.behave("nat/a", Behaviour::CreatePending);
+        let desired = Net::new(&["a"]).graph();
+        let observed = cloud.observed();
+        let plan = plan(&desired, &observed);
+        let settling = ExecuteOptions {
+            settle: Duration::from_secs(5),
+            ..options(4)
+        };
+        let finish = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cloud.finish_creates();
+        };
+        let scope = scope();
+        let (report, ()) =
+            tokio::join!(execute(&plan, &observed, &cloud, &scope, settling), finish);
+        assert!(report.is_settled(), "{report:?}");
+        assert!(cloud.position("end create route/a").is_some());
+        assert_eq!(report.applied.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_create_still_pending_after_the_settle_time_leaves_its_followers_waiting() {
+        let cloud = FakeCloud::new(Duration::from_millis(1));
+        cloud.behave("nat/a", Behaviour::CreatePending);
+        let desired = Net::new(&["a"]).graph();
+        let observed = cloud.observed();
+        let plan = plan(&desired, &observed);
+        let settling = ExecuteOptions {
+            settle: Duration::from_millis(300),
+            ..options(4)
+        };
+        let report = execute(&plan, &observed, &cloud, &scope(), settling).await;
+        assert_eq!(keys(&report.pending, |p| &p.key), ["nat/a", "route/a"]);
+        assert!(cloud.position("start create route/a").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_delete_finished_within_the_settle_time_lets_what_it_depends_on_go_too() {
+        let cloud = FakeCloud::new(Duration::from_millis(1));
+        let desired = Net::new(&["a"]).graph();
+        pass(&cloud, &desired, 4).await;
+        cloud.behave("nat/a", Behaviour::SlowDelete);
+        let observed = cloud.observed();
+        let plan = plan_teardown(&desired, &observed);
+        let settling = ExecuteOptions {
+            settle: Duration::from_secs(5),
+            ..options(4)
+        };
+        let finish = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            cloud.finish_deletes();
+        };
+        let scope = scope();
+        let (report, ()) =
+            tokio::join!(execute(&plan, &observed, &cloud, &scope, settling), finish);
+        assert!(report.is_settled(), "{report:?}");
+        assert!(cloud.observed().is_empty(), "the VPC went in the same pass");
+        assert!(
+            report
+                .applied
+                .iter()
+                .all(|a| matches!(a.change, Change::Deleted { done: true, .. }))
+        );
     }
 
     #[tokio::test]
