@@ -230,6 +230,17 @@ impl OperatorProcess {
     /// Starts `binary` watching only `namespace`, with its Lease there, talking to the stack's
     /// API server and AWS emulator.
     pub fn spawn(binary: &str, namespace: &str, identity: &str) -> Self {
+        Self::spawn_with(binary, namespace, identity, &[])
+    }
+
+    /// [`Self::spawn`] with `extra` environment set last, so it overrides the stack's (a
+    /// private emulator's `AWS_ENDPOINT_URL`, a shorter resync).
+    pub fn spawn_with(
+        binary: &str,
+        namespace: &str,
+        identity: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         // Bound and released at once: a port nothing else listens on for the replica to take.
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -254,6 +265,7 @@ impl OperatorProcess {
             .env("PLINTH_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("PLINTH_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {binary}: {e}"));

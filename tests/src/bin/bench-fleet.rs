@@ -26,6 +26,7 @@ use plinth_e2e::cluster::{
     OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
     operator_beside_this_binary,
 };
+use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::{kube_client, unique_name};
 use plinth_operator::aws::calls::is_read;
 
@@ -47,6 +48,13 @@ struct Args {
     /// The operator binary (default: `plinth-operator-e2e` beside this one).
     #[arg(long)]
     operator: Option<PathBuf>,
+    /// Run against the stack's shared emulator instead of a private one started for this run.
+    #[arg(long)]
+    shared_emulator: bool,
+    /// Seconds each AWS resource stays pending in the private emulator (0: none, the target's
+    /// "without injected delays"; the stack's default is 2–3 s per kind).
+    #[arg(long, default_value = "0")]
+    pending_seconds: String,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -111,14 +119,39 @@ async fn run(args: Args) -> Result<(), Failure> {
         None => operator_beside_this_binary()?,
     };
     let replica_count = if args.failover { 2 } else { 1 };
+    let emulator = if args.shared_emulator {
+        None
+    } else {
+        Some(PrivateEmulator::start(&[(
+            "PLINTH_PENDING_SECONDS",
+            args.pending_seconds.as_str(),
+        )])?)
+    };
+    let endpoint: Vec<(&str, &str)> = emulator
+        .iter()
+        .map(|e| ("AWS_ENDPOINT_URL", e.endpoint.as_str()))
+        .collect();
     let mut replicas = (0..replica_count)
         .map(|i| {
-            OperatorProcess::spawn(&binary.to_string_lossy(), &namespace, &format!("fleet-{i}"))
+            OperatorProcess::spawn_with(
+                &binary.to_string_lossy(),
+                &namespace,
+                &format!("fleet-{i}"),
+                &endpoint,
+            )
         })
         .collect::<Vec<_>>();
     println!(
-        "fleet: {} platform(s) from {} in namespace {namespace}, {replica_count} replica(s)",
-        args.platforms, args.example
+        "fleet: {} platform(s) from {} in namespace {namespace}, {replica_count} replica(s), {}",
+        args.platforms,
+        args.example,
+        match &emulator {
+            Some(e) => format!(
+                "private emulator {} with {} s pending",
+                e.endpoint, args.pending_seconds
+            ),
+            None => "the stack's emulator".to_owned(),
+        }
     );
 
     let started = Instant::now();

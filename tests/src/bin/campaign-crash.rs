@@ -7,20 +7,26 @@
 //! ```sh
 //! cargo build -p plinth-e2e --bins
 //! $CARGO_TARGET_DIR/debug/campaign-crash --trials 100 --seed 20261127   # the full campaign
-//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 3                     # CI's short version
+//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 4                     # CI's short version
 //! ```
+//!
+//! The trials run `--parallel` at a time, each in its own namespace with its own replicas,
+//! against a private emulator whose resources stay pending `--pending-seconds`, so a kill can
+//! land while AWS is still creating or deleting.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::StreamExt as _;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_e2e::cluster::{
     OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
     operator_beside_this_binary,
 };
+use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::{aws_config, kube_client};
 use plinth_operator::aws::AwsClients;
 use plinth_operator::components;
@@ -47,6 +53,27 @@ struct Args {
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Trials at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Seconds each AWS resource stays pending in the private emulator.
+    #[arg(long, default_value = "0.5")]
+    pending_seconds: String,
+    /// Run against the stack's shared emulator (its default pending states) instead.
+    #[arg(long)]
+    shared_emulator: bool,
+}
+
+/// Settings every replica of a trial gets on top of the stack's.
+struct Replicas<'a> {
+    binary: &'a str,
+    env: Vec<(&'a str, &'a str)>,
+}
+
+impl Replicas<'_> {
+    fn spawn(&self, namespace: &str, identity: &str) -> OperatorProcess {
+        OperatorProcess::spawn_with(self.binary, namespace, identity, &self.env)
+    }
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -104,23 +131,23 @@ async fn duplicates(
 /// Spawns a replica, waits a random moment within the window, kills it, and spawns the one
 /// that must finish the job.
 async fn crash_once(
-    binary: &str,
+    replicas: &Replicas<'_>,
     namespace: &str,
     rng: &mut StdRng,
     window_ms: u64,
     phase: &str,
 ) -> OperatorProcess {
-    let first = OperatorProcess::spawn(binary, namespace, &format!("{phase}-a"));
+    let first = replicas.spawn(namespace, &format!("{phase}-a"));
     let after = rng.random_range(0..=window_ms);
     tokio::time::sleep(Duration::from_millis(after)).await;
     first.kill();
-    OperatorProcess::spawn(binary, namespace, &format!("{phase}-b"))
+    replicas.spawn(namespace, &format!("{phase}-b"))
 }
 
 async fn trial(
     args: &Args,
     index: u64,
-    binary: &str,
+    replicas: &Replicas<'_>,
     client: &kube::Client,
     aws: &AwsClients,
 ) -> Result<Verdict, Failure> {
@@ -136,7 +163,7 @@ async fn trial(
 
     // Create, killed once.
     api.create(&PostParams::default(), &dp).await?;
-    let replica = crash_once(binary, &namespace, &mut rng, args.window_ms, "create").await;
+    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "create").await;
     wait("Ready after the create", timeout, async || {
         Ok(ready(&api.get(name).await?))
     })
@@ -148,7 +175,7 @@ async fn trial(
     replica.kill();
 
     // A new app version (a rollout), killed once.
-    // Steps of 30 s, which the replicas' PLINTH_ROLLOUT_STEP_SCALE of 0.1 makes 3 s.
+    // Steps of 30 s, which the replicas' PLINTH_ROLLOUT_STEP_SCALE makes 1.5 s.
     let patch =
         serde_json::json!({"spec": {"app": {"version": "1.0.1", "rollout": {"stepSeconds": 30}}}});
     api.patch(
@@ -157,7 +184,7 @@ async fn trial(
         &Patch::Merge(&patch),
     )
     .await?;
-    let replica = crash_once(binary, &namespace, &mut rng, args.window_ms, "update").await;
+    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "update").await;
     wait("Ready after the update", timeout, async || {
         Ok(ready(&api.get(name).await?))
     })
@@ -170,7 +197,7 @@ async fn trial(
 
     // Delete, killed once.
     api.delete(name, &DeleteParams::default()).await?;
-    let replica = crash_once(binary, &namespace, &mut rng, args.window_ms, "delete").await;
+    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "delete").await;
     wait("the platform gone after the delete", timeout, async || {
         Ok(api.get_opt(name).await?.is_none())
     })
@@ -184,29 +211,70 @@ async fn trial(
 async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
     install_crd(&client).await;
-    let aws = plinth_e2e::reader_clients(&aws_config().await?);
+    let emulator = if args.shared_emulator {
+        None
+    } else {
+        Some(PrivateEmulator::start(&[(
+            "PLINTH_PENDING_SECONDS",
+            args.pending_seconds.as_str(),
+        )])?)
+    };
+    let config = match &emulator {
+        Some(e) => e.sdk_config().await?,
+        None => aws_config().await?,
+    };
+    let aws = plinth_e2e::reader_clients(&config);
     let binary = operator_beside_this_binary()?
         .to_string_lossy()
         .into_owned();
+    let mut env = vec![
+        // A killed leader's Lease expires after 3 s instead of the tests' 6 s.
+        ("PLINTH_LEASE_SECONDS", "3"),
+        // Rollout steps of 1.5 s instead of the CRD's 30 s minimum.
+        ("PLINTH_ROLLOUT_STEP_SCALE", "0.05"),
+    ];
+    if let Some(e) = &emulator {
+        env.push(("AWS_ENDPOINT_URL", e.endpoint.as_str()));
+    }
+    let replicas = Replicas {
+        binary: &binary,
+        env,
+    };
     println!(
-        "crash campaign: {} trial(s), seed {}, {}, a kill within {} ms of each phase",
-        args.trials, args.seed, args.example, args.window_ms
+        "crash campaign: {} trial(s), {} at a time, seed {}, {}, a kill within {} ms of each phase, {}",
+        args.trials,
+        args.parallel,
+        args.seed,
+        args.example,
+        args.window_ms,
+        match &emulator {
+            Some(_) => format!("private emulator with {} s pending", args.pending_seconds),
+            None => "the stack's emulator".to_owned(),
+        }
     );
     let started = Instant::now();
     let mut failures: BTreeMap<u64, String> = BTreeMap::new();
     let (mut duplicates, mut leaked) = (0, 0);
-    for i in 0..args.trials {
-        let trial_started = Instant::now();
-        match trial(&args, i, &binary, &client, &aws).await {
+    let mut trials = futures::stream::iter(0..args.trials)
+        .map(|i| {
+            let (args, replicas, client, aws) = (&args, &replicas, &client, &aws);
+            async move {
+                let trial_started = Instant::now();
+                let result = trial(args, i, replicas, client, aws).await;
+                (i, trial_started.elapsed(), result)
+            }
+        })
+        .buffer_unordered(args.parallel.max(1));
+    while let Some((i, took, result)) = trials.next().await {
+        match result {
             Ok(verdict) => {
                 duplicates += verdict.duplicates.len();
                 leaked += verdict.leaked;
                 let ok = verdict.duplicates.is_empty() && verdict.leaked == 0;
                 println!(
-                    "  trial {i:>3} (seed {}): {} in {:.1?}{}",
+                    "  trial {i:>3} (seed {}): {} in {took:.1?}{}",
                     args.seed + i,
                     if ok { "converged" } else { "FAILED" },
-                    trial_started.elapsed(),
                     verdict
                         .duplicates
                         .iter()
