@@ -1,15 +1,17 @@
 //! AWS access for the components: one SDK configuration per region (standard retries, five
-//! attempts, the endpoint from `AWS_ENDPOINT_URL` when set), a rate limit of our own per region
-//! applied before every call, a count of calls by service and operation, the classification of
+//! attempts, the endpoint from `AWS_ENDPOINT_URL` when set), a rate limit of our own per service
+//! and region applied before every call, a count of calls by service and operation, the classification of
 //! AWS's errors into what the engine does next, and the tag conversions every component uses.
 //!
 //! - [`errors`]: AWS error → [`ActError`](crate::engine::ActError), keeping AWS's code and
 //!   message; creates that survive a lost response ([`create_or_find`]).
 //! - [`calls`]: the SDK interceptor that counts calls (for metrics, tests and the benchmark).
 //! - [`tags`]: Plinth's tags in create calls and in describe filters.
+//! - [`tagging`]: a platform's resources of one type by tag, for services without tag filters.
 
 pub mod calls;
 pub mod errors;
+pub mod tagging;
 pub mod tags;
 
 use std::collections::HashMap;
@@ -31,11 +33,11 @@ use crate::metrics::AwsCallLabels;
 /// Attempts per call, the first included: the SDK retries throttling and 5xx with backoff.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// Our own limit per region, below EC2's request-rate buckets (about 20 describes and 5 writes a
-/// second refill), so that many platforms in one account do not starve each other: calls per
-/// second, and the burst allowed above it.
-const CALLS_PER_SECOND: u32 = 20;
-const BURST: u32 = 40;
+/// Our own limit per service and region, at EC2's refill rate for describes (20 a second), so
+/// that many platforms in one account do not starve each other or other tools: calls per
+/// second. Each AWS service throttles on its own buckets, so each gets its own limiter; one
+/// limiter for all of them made the whole operator as slow as its slowest service.
+pub const DEFAULT_CALLS_PER_SECOND: u32 = 20;
 
 /// How clients are built.
 #[derive(Clone, Default)]
@@ -45,6 +47,41 @@ pub struct AwsOptions {
     /// These clients are a test's or a tool's (reading AWS back, setting a fixture up), not the
     /// operator's: leave their calls out of the record the IAM policy is checked against.
     pub unrecorded: bool,
+    /// Calls per second per service (twice as many in a burst); `None` for
+    /// [`DEFAULT_CALLS_PER_SECOND`]. Raise it only for an account whose limits were raised, or an
+    /// emulator.
+    pub calls_per_second: Option<NonZeroU32>,
+}
+
+/// One rate limiter per service.
+struct Limiters {
+    ec2: DefaultDirectRateLimiter,
+    rds: DefaultDirectRateLimiter,
+    secretsmanager: DefaultDirectRateLimiter,
+    elbv2: DefaultDirectRateLimiter,
+    autoscaling: DefaultDirectRateLimiter,
+    cloudwatch: DefaultDirectRateLimiter,
+    sns: DefaultDirectRateLimiter,
+    iam: DefaultDirectRateLimiter,
+    tagging: DefaultDirectRateLimiter,
+}
+
+impl Limiters {
+    fn new(per_second: NonZeroU32) -> Self {
+        let burst = per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        let limiter = || RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst));
+        Self {
+            ec2: limiter(),
+            rds: limiter(),
+            secretsmanager: limiter(),
+            elbv2: limiter(),
+            autoscaling: limiter(),
+            cloudwatch: limiter(),
+            sns: limiter(),
+            iam: limiter(),
+            tagging: limiter(),
+        }
+    }
 }
 
 /// Builds one service's client from the shared configuration: the call counter as interceptor,
@@ -66,14 +103,14 @@ macro_rules! accessors {
         $(
             $(#[$doc])*
             pub async fn $name(&self) -> &$client {
-                self.limiter.until_ready().await;
+                self.limiters.$name.until_ready().await;
                 &self.$name
             }
         )*
     };
 }
 
-/// The clients of one region, cheap to clone (shared connection pool, limiter and counts).
+/// The clients of one region, cheap to clone (shared connection pool, limiters and counts).
 #[derive(Clone)]
 pub struct AwsClients {
     region: String,
@@ -85,7 +122,8 @@ pub struct AwsClients {
     cloudwatch: aws_sdk_cloudwatch::Client,
     sns: aws_sdk_sns::Client,
     iam: aws_sdk_iam::Client,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    tagging: aws_sdk_resourcegroupstagging::Client,
+    limiters: Arc<Limiters>,
     calls: CallCounts,
 }
 
@@ -117,8 +155,9 @@ impl AwsClients {
             .map(|r| r.as_ref().to_owned())
             .unwrap_or_default();
         let calls = CallCounts::new(options.metrics.clone()).unrecorded(options.unrecorded);
-        let quota = Quota::per_second(NonZeroU32::new(CALLS_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN));
+        let per_second = options
+            .calls_per_second
+            .unwrap_or(NonZeroU32::new(DEFAULT_CALLS_PER_SECOND).unwrap_or(NonZeroU32::MIN));
         Self {
             region,
             ec2: service_client!(aws_sdk_ec2, config, calls),
@@ -129,7 +168,8 @@ impl AwsClients {
             cloudwatch: service_client!(aws_sdk_cloudwatch, config, calls),
             sns: service_client!(aws_sdk_sns, config, calls),
             iam: service_client!(aws_sdk_iam, config, calls),
-            limiter: Arc::new(RateLimiter::direct(quota)),
+            tagging: service_client!(aws_sdk_resourcegroupstagging, config, calls),
+            limiters: Arc::new(Limiters::new(per_second)),
             calls,
         }
     }
@@ -156,6 +196,9 @@ impl AwsClients {
         sns: aws_sdk_sns::Client;
         /// The IAM client (the instances' role and profile), after waiting for our rate limit.
         iam: aws_sdk_iam::Client;
+        /// The Resource Groups Tagging API client (the platform's resources of a type by tag,
+        /// with their tags), after waiting for our rate limit.
+        tagging: aws_sdk_resourcegroupstagging::Client;
     }
 
     /// Calls made through these clients so far, by service and operation.

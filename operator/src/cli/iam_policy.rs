@@ -112,6 +112,8 @@ pub fn iam_prefix(sdk_service: &str) -> String {
         .collect();
     match compact.as_str() {
         "elasticloadbalancingv2" | "elasticloadbalancing" => "elasticloadbalancing".to_owned(),
+        // The Resource Groups Tagging API's actions are `tag:…`.
+        "resourcegroupstaggingapi" => "tag".to_owned(),
         other => other.to_owned(),
     }
 }
@@ -280,6 +282,10 @@ mod tests {
         assert_eq!(
             action_of_call("CloudWatch", "PutMetricAlarm"),
             "cloudwatch:PutMetricAlarm"
+        );
+        assert_eq!(
+            action_of_call("resource groups tagging api", "GetResources"),
+            "tag:GetResources"
         );
     }
 

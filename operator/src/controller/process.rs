@@ -4,6 +4,7 @@
 //! calls [`main`], so tests start exactly what ships.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,14 @@ struct Args {
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, env = "PLINTH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// AWS calls per second per service and region, twice as many in a burst. The default keeps
+    /// to EC2's refill rate for describes; raise it with the account's limits.
+    #[arg(
+        long,
+        env = "PLINTH_AWS_CALLS_PER_SECOND",
+        default_value_t = crate::aws::DEFAULT_CALLS_PER_SECOND
+    )]
+    aws_calls_per_second: u32,
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -93,6 +102,7 @@ pub async fn main() -> ExitCode {
     let regions = AwsRegions::new(AwsOptions {
         metrics: Some(metrics.aws_calls.clone()),
         unrecorded: false,
+        calls_per_second: NonZeroU32::new(args.aws_calls_per_second),
     });
     let platforms = Arc::new(Platforms::per_region(regions, components::platform));
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use aws_sdk_rds::types::{DbCluster as AwsCluster, ServerlessV2ScalingConfiguration, Tag};
+use aws_sdk_rds::types::{DbCluster as AwsCluster, Filter, ServerlessV2ScalingConfiguration, Tag};
 use plinth_crds::DeletionPolicy;
 
 use super::{
@@ -19,7 +19,7 @@ use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Driver, Field, Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{keys as net, required, updated};
@@ -160,8 +160,10 @@ impl DbCluster {
         Self { aws }
     }
 
-    /// Every cluster tagged for `scope`, paging through the account's clusters (RDS has no tag
-    /// filter on describe).
+    /// The platform's cluster: RDS has no tag filter on describe, and paging through the
+    /// account's clusters would cost more the more platforms share the region, so it is asked
+    /// for by its deterministic identifier (a filter, so "none" is an empty answer) and its
+    /// tags confirm it is `scope`'s.
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let mut found = Vec::new();
         let mut marker: Option<String> = None;
@@ -171,6 +173,7 @@ impl DbCluster {
                 .rds()
                 .await
                 .describe_db_clusters()
+                .filters(cluster_filter(scope))
                 .set_marker(marker.clone())
                 .send()
                 .await
@@ -188,6 +191,20 @@ impl DbCluster {
         }
         Ok(found)
     }
+}
+
+/// The platform's cluster identifier (the same the create gives it).
+pub(crate) fn cluster_identifier(scope: &Scope) -> String {
+    rds_name(scope, &Key::from(keys::DB_CLUSTER), NAME_LEN)
+}
+
+/// The describe filter selecting the platform's cluster, or (in `DescribeDBInstances`) the
+/// instances that belong to it.
+pub(crate) fn cluster_filter(scope: &Scope) -> Filter {
+    Filter::builder()
+        .name("db-cluster-id")
+        .values(cluster_identifier(scope))
+        .build()
 }
 
 /// A cluster as the engine sees it, when it is one of `scope`'s.

@@ -6,10 +6,8 @@
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
 
-use super::{
-    ARN, DB_INSTANCE, cluster::AURORA_MYSQL, keys, rds_component_key, rds_name, rds_no_retries,
-    rds_tags,
-};
+use super::cluster::{AURORA_MYSQL, cluster_filter};
+use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_no_retries, rds_tags};
 use crate::aws::{AwsClients, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
@@ -102,6 +100,9 @@ impl DbInstances {
         Self { aws }
     }
 
+    /// The platform's instances: those of its cluster (by the cluster's deterministic
+    /// identifier, so the cost does not grow with other platforms' instances), each confirmed
+    /// by its tags. An Aurora instance cannot outlive its cluster, so none is missed.
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let mut found = Vec::new();
         let mut marker: Option<String> = None;
@@ -111,6 +112,7 @@ impl DbInstances {
                 .rds()
                 .await
                 .describe_db_instances()
+                .filters(cluster_filter(scope))
                 .set_marker(marker.clone())
                 .send()
                 .await

@@ -2,9 +2,9 @@
 //!
 //! **Topic.** Its name is deterministic ([`Scope::name_for`]), and `CreateTopic` of an existing
 //! name with the same tags returns that topic, so a retried create never makes a second one.
-//! Observing lists the region's topics (`ListTopics` returns only ARNs) for that name and reads
-//! its tags to confirm it is the platform's: one `ListTagsForResource`, whatever the number of
-//! platforms.
+//! Observing asks the Resource Groups Tagging API for the SNS topics tagged for the platform:
+//! one `GetResources` that returns the ARN with its tags, whatever the number of topics in the
+//! region (`ListTopics` would page through all of them).
 //!
 //! **Subscription.** SNS subscriptions carry no tags, and an e-mail subscription stays
 //! *pending confirmation* until someone clicks the link AWS mails: until then
@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 
 use super::{ALARM_SUBSCRIPTION, ALARM_TOPIC, keys};
+use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
@@ -58,8 +59,7 @@ const TOPIC_NAME_LEN: usize = 256;
 
 /// The IAM actions of the topic driver.
 const TOPIC_ACTIONS: &[&str] = &[
-    "sns:ListTopics",
-    "sns:ListTagsForResource",
+    GET_RESOURCES,
     "sns:CreateTopic",
     "sns:TagResource",
     "sns:DeleteTopic",
@@ -67,6 +67,7 @@ const TOPIC_ACTIONS: &[&str] = &[
 
 /// The IAM actions of the subscription driver.
 const SUBSCRIPTION_ACTIONS: &[&str] = &[
+    GET_RESOURCES,
     "sns:ListTopics",
     "sns:ListTagsForResource",
     "sns:ListSubscriptionsByTopic",
@@ -76,11 +77,10 @@ const SUBSCRIPTION_ACTIONS: &[&str] = &[
     "sns:Unsubscribe",
 ];
 
-/// The platform's topic, found by its deterministic name and confirmed by its tags.
+/// The platform's topic, found by its platform tag and its deterministic name.
 struct FoundTopic {
     arn: String,
     key: Key,
-    tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The topic's deterministic name for `scope`.
@@ -88,10 +88,35 @@ pub fn topic_name(scope: &Scope) -> String {
     scope.name_for(&Key::from(keys::ALARM_TOPIC), TOPIC_NAME_LEN)
 }
 
+/// The platform's topic by its platform tag, keyed by its component tag.
+///
+/// The tagging API is eventually consistent: a topic created a moment ago may be missing. That
+/// is safe because `CreateTopic` is idempotent by name (the same name and tags answer with the
+/// existing topic), so a lagging read never makes a second topic. Only the topic's name and
+/// identity tags are taken from it; the subscription tag, which Plinth changes, is read with
+/// [`current_tags`].
 async fn find_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<FoundTopic>, ActError> {
+    let name = topic_name(scope);
+    let suffix = format!(":{name}");
+    // SNS topic ARNs have no resource-type part, so the filter names the service; the name
+    // picks the topic out.
+    let found = tagged(aws, scope, "sns").await?;
+    Ok(found.into_iter().find_map(|(arn, tags)| {
+        if !arn.ends_with(&suffix) {
+            return None;
+        }
+        let key = tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str()))?;
+        Some(FoundTopic { arn, key })
+    }))
+}
+
+/// The ARN of the topic named [`topic_name`], by paging through the region's topics
+/// (`ListTopics` returns only ARNs): strongly consistent, but its cost grows with the number of
+/// topics in the region, so only for when the tagging API shows no topic (before the first
+/// create, after the teardown, or while the tagging API lags behind a fresh create).
+async fn list_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<String>, ActError> {
     let suffix = format!(":{}", topic_name(scope));
     let mut token = None;
-    let mut arn = None;
     loop {
         let output = aws
             .sns()
@@ -101,49 +126,49 @@ async fn find_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<FoundTopic
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        arn = arn.or_else(|| {
-            output
-                .topics()
-                .iter()
-                .filter_map(|t| t.topic_arn())
-                .find(|a| a.ends_with(&suffix))
-                .map(str::to_owned)
-        });
+        if let Some(arn) = output
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|a| a.ends_with(&suffix))
+        {
+            return Ok(Some(arn.to_owned()));
+        }
         token = output.next_token().map(str::to_owned);
-        if arn.is_some() || token.is_none() {
-            break;
+        if token.is_none() {
+            return Ok(None);
         }
     }
-    let Some(arn) = arn else {
-        return Ok(None);
-    };
+}
+
+/// The topic's tags as SNS has them now (strongly consistent, unlike the tagging API); none
+/// when the topic is gone.
+async fn current_tags(
+    aws: &AwsClients,
+    arn: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, ActError> {
     let output = match aws
         .sns()
         .await
         .list_tags_for_resource()
-        .resource_arn(&arn)
+        .resource_arn(arn)
         .send()
         .await
     {
         Ok(output) => output,
-        // Deleted between the two calls.
+        // Deleted since the tagging API listed it.
         Err(e) if matches!(error_code(&e), Some("NotFound" | "ResourceNotFound")) => {
             return Ok(None);
         }
         Err(e) => return Err(classify(&e)),
     };
-    let tags: std::collections::BTreeMap<String, String> = output
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect();
-    if tags.get(PLATFORM_TAG).map(String::as_str) != Some(scope.platform()) {
-        return Ok(None);
-    }
-    let Some(key) = tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str())) else {
-        return Ok(None);
-    };
-    Ok(Some(FoundTopic { arn, key, tags }))
+    Ok(Some(
+        output
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect(),
+    ))
 }
 
 fn sns_tag(key: &str, value: &str) -> Result<Tag, ActError> {
@@ -319,10 +344,25 @@ impl Driver for Subscriptions {
     }
 
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let Some(topic) = find_topic(&self.aws, scope).await? else {
+        // A topic the tagging API does not show yet is looked for by listing: missing it (or,
+        // below, the subscription tag written a moment ago) would subscribe again, and each
+        // `Subscribe` of a pending address mails it another confirmation. A steady platform's
+        // topic is always shown, so the listing costs nothing then.
+        let arn = match find_topic(&self.aws, scope).await? {
+            Some(topic) => Some(topic.arn),
+            None => list_topic(&self.aws, scope).await?,
+        };
+        let Some(topic) = arn else {
             return Ok(Vec::new());
         };
-        let Some(tag) = topic.tags.get(SUBSCRIPTION_TAG) else {
+        // The subscription tag from SNS itself (strongly consistent).
+        let Some(tags) = current_tags(&self.aws, &topic).await? else {
+            return Ok(Vec::new());
+        };
+        if tags.get(PLATFORM_TAG).map(String::as_str) != Some(scope.platform()) {
+            return Ok(Vec::new());
+        }
+        let Some(tag) = tags.get(SUBSCRIPTION_TAG) else {
             return Ok(Vec::new());
         };
         let mut all = Vec::new();
@@ -333,7 +373,7 @@ impl Driver for Subscriptions {
                 .sns()
                 .await
                 .list_subscriptions_by_topic()
-                .topic_arn(&topic.arn)
+                .topic_arn(&topic)
                 .set_next_token(token)
                 .send()
                 .await
@@ -351,7 +391,7 @@ impl Driver for Subscriptions {
             }
         }
         let found = subscription_of(
-            &topic.arn,
+            &topic,
             Some(tag),
             all.iter()
                 .map(|(a, p, e)| (a.as_str(), p.as_str(), e.as_str())),
@@ -361,7 +401,7 @@ impl Driver for Subscriptions {
             .is_some_and(|s| s.attrs.get(PENDING_CONFIRMATION) == Some(&AttrValue::Bool(true)))
         {
             tracing::debug!(
-                topic = %topic.arn,
+                topic = %topic,
                 "the alarm e-mail has not confirmed its subscription yet"
             );
         }

@@ -1,13 +1,14 @@
 //! Reads the rollout's gates from AWS after a pass: the health of green's targets
-//! (DescribeTargetHealth on green's target group, DescribeAutoScalingGroups for its desired
-//! capacity) and the platform's alarms in state ALARM (DescribeAlarms). The ids come from what
-//! the pass observed, so finding them costs no extra call.
+//! (DescribeTargetHealth on green's target group) and the platform's alarms in state ALARM
+//! (DescribeAlarms). The ids, and green's desired capacity, come from what the pass observed
+//! (its scaling group was described a moment ago), so finding them costs no extra call.
 
 use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 
 use crate::aws::{AwsClients, classify};
-use crate::engine::{ActError, Key, Observed};
+use crate::compute::group::DESIRED_CAPACITY;
+use crate::engine::{ActError, AttrValue, Key, Observed};
 use crate::intent::AppRevision;
 
 use super::machine::{Gates, GreenTargets};
@@ -15,7 +16,6 @@ use super::machine::{Gates, GreenTargets};
 /// The AWS actions [`observe`] calls, for the operator's IAM policy.
 pub const IAM_ACTIONS: &[&str] = &[
     "elasticloadbalancing:DescribeTargetHealth",
-    "autoscaling:DescribeAutoScalingGroups",
     "cloudwatch:DescribeAlarms",
 ];
 
@@ -67,18 +67,11 @@ async fn green_targets(
     ) else {
         return Ok(GreenTargets::default());
     };
-    let groups = clients
-        .autoscaling()
-        .await
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&group.id)
-        .send()
-        .await
-        .map_err(|e| classify(&e))?;
-    let Some(desired) = groups
-        .auto_scaling_groups()
-        .first()
-        .and_then(|g| g.desired_capacity())
+    let Some(desired) = group
+        .attrs
+        .get(DESIRED_CAPACITY)
+        .and_then(AttrValue::as_int)
+        .and_then(|d| i32::try_from(d).ok())
     else {
         return Ok(GreenTargets::default());
     };

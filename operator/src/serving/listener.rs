@@ -6,8 +6,9 @@
 //! with its weight, so a blue/green rollout moves traffic by changing the Intent: the weights
 //! (like the protocol, policy, certificate and action) change in place with `ModifyListener`.
 //! The load balancer and port replace a listener. Listeners carry Plinth's tags; observing
-//! lists the platform's load balancers (shared with their component), then one
-//! `DescribeListeners` per load balancer and one `DescribeTags` for the listeners found.
+//! costs three calls whatever the number of platforms in the region: the load balancer by its
+//! deterministic name, its `DescribeListeners`, and one `DescribeTags` for the load balancer
+//! and its listeners together (the load balancer's confirms it is the platform's).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupTuple,
 };
 
-use super::{LISTENER, create_tags, key_of, keys, no_retries, our_load_balancers, tags_of};
+use super::{LISTENER, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of};
 use crate::aws::{AwsClients, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
@@ -284,35 +285,44 @@ impl Listeners {
     }
 
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let Some(lb) = load_balancer_named(&self.aws, scope).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(lb_arn) = lb.load_balancer_arn() else {
+            return Ok(Vec::new());
+        };
         let mut listeners = Vec::new();
-        for (_, lb) in our_load_balancers(&self.aws, scope).await? {
-            let Some(arn) = lb.load_balancer_arn() else {
-                continue;
-            };
-            let mut marker = None;
-            loop {
-                let output = self
-                    .aws
-                    .elbv2()
-                    .await
-                    .describe_listeners()
-                    .load_balancer_arn(arn)
-                    .set_marker(marker)
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                listeners.extend(output.listeners().iter().cloned());
-                marker = output.next_marker().map(str::to_owned);
-                if marker.is_none() {
-                    break;
-                }
+        let mut marker = None;
+        loop {
+            let output = self
+                .aws
+                .elbv2()
+                .await
+                .describe_listeners()
+                .load_balancer_arn(lb_arn)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            listeners.extend(output.listeners().iter().cloned());
+            marker = output.next_marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
             }
         }
-        let arns: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| l.listener_arn().map(str::to_owned))
+        // The load balancer's tags ride along in the same call: a load balancer of that name
+        // that is not the platform's has no listeners of the platform's either.
+        let arns: Vec<String> = std::iter::once(lb_arn.to_owned())
+            .chain(
+                listeners
+                    .iter()
+                    .filter_map(|l| l.listener_arn().map(str::to_owned)),
+            )
             .collect();
         let tags = tags_of(&self.aws, &arns).await?;
+        if tags.get(lb_arn).and_then(|t| key_of(t, scope)).is_none() {
+            return Ok(Vec::new());
+        }
         Ok(listeners
             .iter()
             .filter_map(|l| observed_of(key_of(tags.get(l.listener_arn()?)?, scope)?, l))

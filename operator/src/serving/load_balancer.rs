@@ -4,9 +4,11 @@
 //!
 //! Subnets, security groups and the header attribute change in place (`SetSubnets`,
 //! `SetSecurityGroups`, `ModifyLoadBalancerAttributes`); scheme, type and address type replace
-//! it. Observing costs the shared listing (see the module above) plus one
-//! `DescribeLoadBalancerAttributes` per load balancer found. `provisioning` is
-//! [`Lifecycle::Pending`]: listeners wait for it.
+//! it. Observing costs three calls whatever the number of platforms in the region:
+//! `DescribeLoadBalancers` by the deterministic name, `DescribeTags` to confirm it is the
+//! platform's, and `DescribeLoadBalancerAttributes` for the header attribute (drift in it is
+//! corrected like any other field). `provisioning` is [`Lifecycle::Pending`]: listeners wait
+//! for it.
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -14,7 +16,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
 
-use super::{LOAD_BALANCER, NAME_LEN, create_tags, keys, no_retries, our_load_balancers};
+use super::{
+    LOAD_BALANCER, NAME_LEN, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of,
+};
 use crate::aws::{AwsClients, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
@@ -148,17 +152,23 @@ impl LoadBalancers {
     }
 
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut found = Vec::new();
-        for (key, lb) in our_load_balancers(&self.aws, scope).await? {
-            let Some(mut resource) = observed_of(key, &lb) else {
-                continue;
-            };
-            if let Some(drop) = self.drop_invalid(&resource.id).await? {
-                resource = resource.attr(DROP_INVALID_HEADER_FIELDS, drop);
-            }
-            found.push(resource);
+        let Some(lb) = load_balancer_named(&self.aws, scope).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(arn) = lb.load_balancer_arn() else {
+            return Ok(Vec::new());
+        };
+        let tags = tags_of(&self.aws, &[arn.to_owned()]).await?;
+        let Some(key) = tags.get(arn).and_then(|tags| key_of(tags, scope)) else {
+            return Ok(Vec::new());
+        };
+        let Some(mut resource) = observed_of(key, &lb) else {
+            return Ok(Vec::new());
+        };
+        if let Some(drop) = self.drop_invalid(&resource.id).await? {
+            resource = resource.attr(DROP_INVALID_HEADER_FIELDS, drop);
         }
-        Ok(found)
+        Ok(vec![resource])
     }
 
     async fn drop_invalid(&self, arn: &str) -> Result<Option<bool>, ActError> {

@@ -17,10 +17,12 @@
 //! group. The compute family's scaling groups refer to the target groups, so a target group of
 //! an old revision goes only after its scaling group.
 //!
-//! ELBv2 has no tag filter on its describe calls: observers list the region's load balancers or
-//! target groups, keep those whose names Plinth could have made (`plinth-…`, see
-//! [`Scope::name_for`]), and read their tags with `DescribeTags`, 20 ARNs per call (AWS's limit),
-//! keeping only the platform's.
+//! ELBv2 has no tag filter on its describe calls, and listing the region's load balancers or
+//! target groups would cost more the more platforms share it. So observing never lists them:
+//! the load balancer is described by its deterministic name ([`Scope::name_for`]) and its tags
+//! confirm it is the platform's; target groups (old revisions' included, for cleanup) come from
+//! the Resource Groups Tagging API by the platform tag ([`crate::aws::tagging`]). A steady pass
+//! costs the same at one platform as at two hundred.
 
 pub mod listener;
 pub mod load_balancer;
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, Tag};
 use plinth_crds::DataPlatformStatus;
 
-use crate::aws::{AwsClients, classify};
+use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, COMPONENT_TAG, Component, CreateRequest, Key, Kind, Observed, PLATFORM_TAG, Scope,
 };
@@ -112,12 +114,6 @@ pub fn write_status(observed: &Observed, status: &mut DataPlatformStatus) {
         .collect();
 }
 
-/// Whether `name` could be one Plinth made: [`Scope::name_for`] always starts with `plinth-`
-/// when the limit leaves room. Only those are worth a `DescribeTags` call.
-pub(crate) fn plinth_name(name: Option<&str>) -> bool {
-    name.is_some_and(|n| n.starts_with("plinth-"))
-}
-
 /// The tags a create carries, in ELBv2's shape, with `extra` ones (a revision) added.
 pub(crate) fn create_tags(request: &CreateRequest<'_>, extra: &[(&str, &str)]) -> Vec<Tag> {
     let mut tags = request.tags();
@@ -167,47 +163,31 @@ pub(crate) fn key_of(tags: &BTreeMap<String, String>, scope: &Scope) -> Option<K
     tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str()))
 }
 
-/// Every load balancer of the region tagged for `scope`, with its key: one paged
-/// `DescribeLoadBalancers`, then `DescribeTags` for those with a Plinth name.
-pub(crate) async fn our_load_balancers(
+/// The platform's load balancer by its deterministic name: one `DescribeLoadBalancers`, whatever
+/// the number of load balancers in the region ("not found" is none). Whether it is really the
+/// platform's is for the caller to check with its tags ([`tags_of`], [`key_of`]), in the
+/// `DescribeTags` call it makes anyway.
+pub(crate) async fn load_balancer_named(
     aws: &AwsClients,
     scope: &Scope,
-) -> Result<Vec<(Key, LoadBalancer)>, ActError> {
-    let mut all = Vec::new();
-    let mut marker = None;
-    loop {
-        let output = aws
-            .elbv2()
-            .await
-            .describe_load_balancers()
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        all.extend(
-            output
-                .load_balancers()
-                .iter()
-                .filter(|lb| plinth_name(lb.load_balancer_name()))
-                .cloned(),
-        );
-        marker = output.next_marker().map(str::to_owned);
-        if marker.is_none() {
-            break;
-        }
+) -> Result<Option<LoadBalancer>, ActError> {
+    let name = scope.name_for(&Key::from(keys::LOAD_BALANCER), NAME_LEN);
+    match aws
+        .elbv2()
+        .await
+        .describe_load_balancers()
+        .names(&name)
+        .send()
+        .await
+    {
+        Ok(output) => Ok(output
+            .load_balancers()
+            .iter()
+            .find(|lb| lb.load_balancer_name() == Some(name.as_str()))
+            .cloned()),
+        Err(e) if error_code(&e) == Some("LoadBalancerNotFound") => Ok(None),
+        Err(e) => Err(classify(&e)),
     }
-    let arns: Vec<String> = all
-        .iter()
-        .filter_map(|lb| lb.load_balancer_arn().map(str::to_owned))
-        .collect();
-    let tags = tags_of(aws, &arns).await?;
-    Ok(all
-        .into_iter()
-        .filter_map(|lb| {
-            let key = key_of(tags.get(lb.load_balancer_arn()?)?, scope)?;
-            Some((key, lb))
-        })
-        .collect())
 }
 
 /// A config override that turns the SDK's retries off for one ELBv2 call (creates run through

@@ -4,16 +4,19 @@
 //!
 //! The health check changes in place (`ModifyTargetGroup`); protocol, port, VPC, target type
 //! and revision replace the group (a port change is a new revision's worth of change anyway).
+//!
+//! Observing costs two calls whatever the number of platforms in the region: `GetResources` of
+//! the Resource Groups Tagging API finds every target group tagged for the platform with its
+//! tags (those of revisions the Intent no longer names too, so a crash mid-rollout leaves
+//! nothing behind), then one `DescribeTargetGroups` of those ARNs reads their settings.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
-use super::{
-    NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, plinth_name,
-    tags_of,
-};
+use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, tags_of};
+use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
@@ -53,6 +56,7 @@ const HEALTHY_CODES: &str = "200-299";
 
 /// The IAM actions this driver's calls need.
 const IAM_ACTIONS: &[&str] = &[
+    GET_RESOURCES,
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTags",
     "elasticloadbalancing:CreateTargetGroup",
@@ -138,7 +142,58 @@ impl TargetGroups {
     }
 
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut all = Vec::new();
+        // The tagging API is eventually consistent: a group created a moment ago may be
+        // missing. That is safe because CreateTargetGroup is idempotent by name (the same name
+        // and settings answer with the existing group), so a lagging read never makes a
+        // duplicate; a group deleted a moment ago may still be listed, and is dropped below
+        // when ELBv2 no longer knows it.
+        let tagged = tagged(&self.aws, scope, "elasticloadbalancing:targetgroup").await?;
+        let ours: BTreeMap<String, (Key, Option<String>)> = tagged
+            .into_iter()
+            .filter_map(|(arn, tags)| {
+                let key = key_of(&tags, scope)?;
+                Some((arn, (key, tags.get(REVISION_TAG).cloned())))
+            })
+            .collect();
+        if ours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let arns: Vec<String> = ours.keys().cloned().collect();
+        Ok(self
+            .describe(&arns)
+            .await?
+            .iter()
+            .filter_map(|group| {
+                let (key, revision) = ours.get(group.target_group_arn()?)?;
+                observed_of(key.clone(), group, revision.as_deref())
+            })
+            .collect())
+    }
+
+    /// The target groups of `arns` in one call. A group the tagging API still lists but ELBv2
+    /// no longer knows fails the whole call (`TargetGroupNotFound`): then each is read alone
+    /// and the gone ones are left out (rare: only right after a delete).
+    async fn describe(&self, arns: &[String]) -> Result<Vec<TargetGroup>, ActError> {
+        match self.describe_page(arns).await {
+            Ok(groups) => Ok(groups),
+            Err(e) if e.code() == Some("TargetGroupNotFound") => {
+                let mut groups = Vec::new();
+                for arn in arns {
+                    match self.describe_page(std::slice::from_ref(arn)).await {
+                        Ok(found) => groups.extend(found),
+                        Err(e) if e.code() == Some("TargetGroupNotFound") => {}
+                        Err(e) => return Err(e.into_act()),
+                    }
+                }
+                Ok(groups)
+            }
+            Err(e) => Err(e.into_act()),
+        }
+    }
+
+    /// `DescribeTargetGroups` of `arns`, every page.
+    async fn describe_page(&self, arns: &[String]) -> Result<Vec<TargetGroup>, DescribeError> {
+        let mut groups = Vec::new();
         let mut marker = None;
         loop {
             let output = self
@@ -146,38 +201,74 @@ impl TargetGroups {
                 .elbv2()
                 .await
                 .describe_target_groups()
+                .set_target_group_arns(Some(arns.to_vec()))
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(|e| classify(&e))?;
-            all.extend(
-                output
-                    .target_groups()
-                    .iter()
-                    .filter(|g| plinth_name(g.target_group_name()))
-                    .cloned(),
-            );
+                .map_err(|e| DescribeError {
+                    code: error_code(&e).map(str::to_owned),
+                    error: classify(&e),
+                })?;
+            groups.extend(output.target_groups().iter().cloned());
             marker = output.next_marker().map(str::to_owned);
             if marker.is_none() {
                 break;
             }
         }
-        let arns: Vec<String> = all
-            .iter()
-            .filter_map(|g| g.target_group_arn().map(str::to_owned))
-            .collect();
-        let tags = tags_of(&self.aws, &arns).await?;
-        Ok(all
-            .iter()
-            .filter_map(|group| {
-                let tags = tags.get(group.target_group_arn()?)?;
-                observed_of(
-                    key_of(tags, scope)?,
-                    group,
-                    tags.get(REVISION_TAG).map(String::as_str),
-                )
-            })
-            .collect())
+        Ok(groups)
+    }
+
+    /// The group of `key` by its deterministic name, when it exists and its tags say it is
+    /// `scope`'s: what a create that lost its answer looks for (strongly consistent, unlike
+    /// the tagging API the observe uses).
+    async fn find_named(
+        &self,
+        key: &Key,
+        scope: &Scope,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let name = scope.name_for(key, NAME_LEN);
+        let groups = match self
+            .aws
+            .elbv2()
+            .await
+            .describe_target_groups()
+            .names(&name)
+            .send()
+            .await
+        {
+            Ok(output) => output.target_groups().to_vec(),
+            Err(e) if error_code(&e) == Some("TargetGroupNotFound") => return Ok(None),
+            Err(e) => return Err(classify(&e)),
+        };
+        let Some(group) = groups.first() else {
+            return Ok(None);
+        };
+        let Some(arn) = group.target_group_arn() else {
+            return Ok(None);
+        };
+        let tags = tags_of(&self.aws, &[arn.to_owned()]).await?;
+        let Some(tags) = tags.get(arn) else {
+            return Ok(None);
+        };
+        Ok(key_of(tags, scope)
+            .filter(|found| found == key)
+            .and_then(|key| observed_of(key, group, tags.get(REVISION_TAG).map(String::as_str))))
+    }
+}
+
+/// A failed describe with AWS's code kept, so "not found" can be told apart.
+struct DescribeError {
+    code: Option<String>,
+    error: ActError,
+}
+
+impl DescribeError {
+    fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    fn into_act(self) -> ActError {
+        self.error
     }
 }
 
@@ -276,10 +367,7 @@ impl Driver for TargetGroups {
                             .and_then(|g| observed_of(request.key.clone(), g, Some(revision)))
                     })
             },
-            || async {
-                let found = self.list(scope).await?;
-                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
-            },
+            || async { Ok(self.find_named(request.key, scope).await?.map(Some)) },
         )
         .await?
         .ok_or_else(|| {
