@@ -291,6 +291,11 @@ impl OperatorProcess {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// CPU seconds the replica has used so far (zero once it is gone).
+    pub fn cpu_seconds(&self) -> f64 {
+        crate::cpu_seconds(self.child.id())
+    }
+
     /// The AWS calls it has made so far by `(service, operation)`, from its `/metrics`.
     pub async fn aws_calls(&self) -> Result<BTreeMap<(String, String), u64>, reqwest::Error> {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);

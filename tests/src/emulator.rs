@@ -60,6 +60,11 @@ impl PrivateEmulator {
         Ok(Self { child, endpoint })
     }
 
+    /// CPU seconds the emulator has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        crate::cpu_seconds(self.child.id())
+    }
+
     /// SDK configuration for this emulator, with the stack's dummy credentials.
     pub async fn sdk_config(&self) -> Result<aws_config::SdkConfig, StackError> {
         crate::aws_config_for(&self.endpoint, REGION).await

@@ -80,6 +80,24 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}-{n}", run_id())
 }
 
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat`; zero once
+/// it is gone. For the benchmarks' "who is busy" figures.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command may contain spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are the line's fields 14 and 15: 11 and 12 counted from the state.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks as f64 / 100.0
+}
+
 /// The id of this test run, embedded in every [`unique_name`]: `PLINTH_TEST_RUN` when
 /// `tests/run` set it (so its leak check can tell this run's platforms from older ones), else
 /// the process id.

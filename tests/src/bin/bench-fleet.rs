@@ -1,16 +1,20 @@
 //! The fleet benchmark: many DataPlatforms in one operator process (or two replicas with a
-//! leader failover in the middle) against the local stack. Prints the time until every
-//! platform is Ready, the operator's peak RSS, the AWS calls one steady-state resync costs per
-//! platform (reads and writes, from the operator's own `/metrics`), and the time until every
-//! platform is deleted.
+//! leader failover in the middle) against a private AWS emulator without pending delays (or the
+//! stack's, `--shared-emulator`). Prints the time until every platform is Ready, the AWS calls
+//! one steady-state resync costs per platform (reads and writes, from the operator's own
+//! `/metrics`), the time until every platform is deleted, what is left in AWS afterwards (read
+//! back; the run fails if anything is), the CPU the operator and the emulator used, and the
+//! operator's peak RSS.
 //!
 //! ```sh
-//! cargo build -p plinth-e2e --bins
-//! $CARGO_TARGET_DIR/debug/bench-fleet --platforms 200            # one replica
-//! $CARGO_TARGET_DIR/debug/bench-fleet --platforms 200 --failover # two, the leader killed midway
+//! cargo build --release -p plinth-e2e --bins
+//! $CARGO_TARGET_DIR/release/bench-fleet --platforms 200            # one replica
+//! $CARGO_TARGET_DIR/release/bench-fleet --platforms 200 --failover # two, the leader killed midway
+//! $CARGO_TARGET_DIR/debug/bench-fleet --platforms 3                # CI's short version
 //! ```
-//! The operator is the shipped process (`plinth-operator-e2e` next to this binary). Build both
-//! with `--release` to measure the RSS a deployment would see.
+//! The operator is the shipped process (`plinth-operator-e2e` next to this binary): build both
+//! with `--release` to measure the RSS and CPU a deployment would see. `--aws-calls-per-second`
+//! sets the operator's own per-service rate limit (default 20, the shipped default).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,8 +31,11 @@ use plinth_e2e::cluster::{
     operator_beside_this_binary,
 };
 use plinth_e2e::emulator::PrivateEmulator;
-use plinth_e2e::{kube_client, unique_name};
+use plinth_e2e::{aws_config, kube_client, unique_name};
 use plinth_operator::aws::calls::is_read;
+use plinth_operator::components;
+use plinth_operator::engine::Scope;
+use plinth_operator::intent::Intent;
 
 /// What to run.
 #[derive(Parser)]
@@ -55,6 +62,10 @@ struct Args {
     /// "without injected delays"; the stack's default is 2–3 s per kind).
     #[arg(long, default_value = "0")]
     pending_seconds: String,
+    /// The operator's own AWS rate limit, calls per second per service (its default keeps to
+    /// EC2's refill rate for describes; an emulator has no such limit).
+    #[arg(long, default_value = "20")]
+    aws_calls_per_second: String,
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -127,10 +138,11 @@ async fn run(args: Args) -> Result<(), Failure> {
             args.pending_seconds.as_str(),
         )])?)
     };
-    let endpoint: Vec<(&str, &str)> = emulator
+    let mut endpoint: Vec<(&str, &str)> = emulator
         .iter()
         .map(|e| ("AWS_ENDPOINT_URL", e.endpoint.as_str()))
         .collect();
+    endpoint.push(("PLINTH_AWS_CALLS_PER_SECOND", &args.aws_calls_per_second));
     let mut replicas = (0..replica_count)
         .map(|i| {
             OperatorProcess::spawn_with(
@@ -142,9 +154,10 @@ async fn run(args: Args) -> Result<(), Failure> {
         })
         .collect::<Vec<_>>();
     println!(
-        "fleet: {} platform(s) from {} in namespace {namespace}, {replica_count} replica(s), {}",
+        "fleet: {} platform(s) from {} in namespace {namespace}, {replica_count} replica(s), {} AWS calls/s per service, {}",
         args.platforms,
         args.example,
+        args.aws_calls_per_second,
         match &emulator {
             Some(e) => format!(
                 "private emulator {} with {} s pending",
@@ -314,6 +327,55 @@ async fn run(args: Args) -> Result<(), Failure> {
     )
     .await?;
     println!("all {total} deleted (AWS torn down, finalizers released) after {to_gone:.1?}");
+    // The operator's word is not enough: read AWS back with the engine's own observe.
+    let config = match &emulator {
+        Some(e) => e.sdk_config().await?,
+        None => aws_config().await?,
+    };
+    let reader = plinth_e2e::reader_clients(&config);
+    let engine = components::platform(&reader)?;
+    let mut leaked = 0;
+    for i in 0..total {
+        let dp = example(&args.example, &format!("p{i:03}"), &namespace);
+        let scope = Scope::new(&namespace, &format!("p{i:03}"), dp.spec.tags.clone());
+        leaked += engine
+            .plan(&scope, &Intent::steady(dp.spec))
+            .await?
+            .observed
+            .len();
+    }
+    println!("resources left in AWS for the {total} deleted platforms: {leaked}");
+    if leaked > 0 {
+        return Err(format!("{leaked} resource(s) leaked").into());
+    }
+    let operator_cpu: f64 = replicas.iter().map(OperatorProcess::cpu_seconds).sum();
+    let total_calls: u64 = {
+        let mut sum = 0;
+        for replica in replicas
+            .iter()
+            .filter(|r| Some(&r.identity) != killed.as_ref())
+        {
+            sum += replica.aws_calls().await?.values().sum::<u64>();
+        }
+        sum
+    };
+    println!(
+        "CPU used: operator {operator_cpu:.1} s{} for {total_calls} AWS calls ({:.2} ms per call){}",
+        if args.failover {
+            " (the live replica)"
+        } else {
+            ""
+        },
+        operator_cpu * 1000.0 / total_calls.max(1) as f64,
+        match &emulator {
+            Some(e) => format!(
+                ", emulator {:.1} s ({:.2} ms per call)",
+                e.cpu_seconds(),
+                e.cpu_seconds() * 1000.0 / total_calls.max(1) as f64
+            ),
+            None => String::new(),
+        }
+    );
     println!(
         "operator peak RSS: {:.1} MiB{}",
         peak as f64 / 1024.0,
