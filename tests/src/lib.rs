@@ -2,6 +2,7 @@
 //! `tests/stack/up` writes) and opening real clients to its Kubernetes API server, AWS emulator
 //! and MariaDB. A test that cannot reach a part fails with the command that starts it.
 
+pub mod campaign;
 pub mod cluster;
 pub mod emulator;
 

@@ -7,7 +7,7 @@
 //! ```sh
 //! cargo build -p plinth-e2e --bins
 //! $CARGO_TARGET_DIR/debug/campaign-crash --trials 100 --seed 20261127   # the full campaign
-//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 4                     # CI's short version
+//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 2 --parallel 2        # CI's short version
 //! ```
 //!
 //! The trials run `--parallel` at a time, each in its own namespace with its own replicas,
@@ -20,20 +20,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt as _;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use plinth_crds::DataPlatform;
-use plinth_e2e::cluster::{
-    OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
-    operator_beside_this_binary,
-};
+use plinth_e2e::campaign::{Replicas, Trial};
+use plinth_e2e::cluster::{install_crd, operator_beside_this_binary};
 use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::{aws_config, kube_client};
-use plinth_operator::aws::AwsClients;
-use plinth_operator::components;
-use plinth_operator::engine::Scope;
-use plinth_operator::intent::Intent;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// What to run.
 #[derive(Parser)]
@@ -64,149 +54,7 @@ struct Args {
     shared_emulator: bool,
 }
 
-/// Settings every replica of a trial gets on top of the stack's.
-struct Replicas<'a> {
-    binary: &'a str,
-    env: Vec<(&'a str, &'a str)>,
-}
-
-impl Replicas<'_> {
-    fn spawn(&self, namespace: &str, identity: &str) -> OperatorProcess {
-        OperatorProcess::spawn_with(self.binary, namespace, identity, &self.env)
-    }
-}
-
 type Failure = Box<dyn std::error::Error>;
-
-/// What one trial found.
-#[derive(Default)]
-struct Verdict {
-    duplicates: Vec<String>,
-    leaked: usize,
-}
-
-fn ready(dp: &DataPlatform) -> bool {
-    condition(dp, "Ready").is_some_and(|(status, _)| status == "True")
-        && dp.status.as_ref().and_then(|s| s.observed_generation) == dp.metadata.generation
-        && dp
-            .status
-            .as_ref()
-            .and_then(|s| s.app.as_ref())
-            .is_none_or(|app| app.rollout.is_none())
-}
-
-async fn wait(
-    what: &str,
-    timeout: Duration,
-    mut check: impl AsyncFnMut() -> Result<bool, Failure>,
-) -> Result<(), Failure> {
-    let started = Instant::now();
-    while !check().await? {
-        if started.elapsed() > timeout {
-            return Err(format!("{what}: not within {timeout:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
-/// Duplicates per kind in what AWS holds for the platform, by the engine's own observe.
-async fn duplicates(
-    aws: &AwsClients,
-    scope: &Scope,
-    intent: &Intent,
-) -> Result<Vec<String>, Failure> {
-    let platform = components::platform(aws)?;
-    let pass = platform.plan(scope, intent).await?;
-    Ok(pass
-        .observed
-        .duplicated()
-        .map(|(key, extra)| {
-            let ids: Vec<&str> = extra.iter().map(|r| r.id.as_str()).collect();
-            format!("{key}: {} extra ({})", extra.len(), ids.join(", "))
-        })
-        .collect())
-}
-
-/// Spawns a replica, waits a random moment within the window, kills it, and spawns the one
-/// that must finish the job.
-async fn crash_once(
-    replicas: &Replicas<'_>,
-    namespace: &str,
-    rng: &mut StdRng,
-    window_ms: u64,
-    phase: &str,
-) -> OperatorProcess {
-    let first = replicas.spawn(namespace, &format!("{phase}-a"));
-    let after = rng.random_range(0..=window_ms);
-    tokio::time::sleep(Duration::from_millis(after)).await;
-    first.kill();
-    replicas.spawn(namespace, &format!("{phase}-b"))
-}
-
-async fn trial(
-    args: &Args,
-    index: u64,
-    replicas: &Replicas<'_>,
-    client: &kube::Client,
-    aws: &AwsClients,
-) -> Result<Verdict, Failure> {
-    let mut rng = StdRng::seed_from_u64(args.seed + index);
-    let ns = TestNamespace::create(client, "crash").await;
-    let namespace = ns.name.clone();
-    let api = ns.platforms();
-    let name = "crash";
-    let dp = example(&args.example, name, &namespace);
-    let timeout = Duration::from_secs(args.timeout);
-    let scope = Scope::new(&namespace, name, dp.spec.tags.clone());
-    let mut verdict = Verdict::default();
-
-    // Create, killed once.
-    api.create(&PostParams::default(), &dp).await?;
-    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "create").await;
-    wait("Ready after the create", timeout, async || {
-        Ok(ready(&api.get(name).await?))
-    })
-    .await?;
-    let intent = Intent::steady(api.get(name).await?.spec);
-    verdict
-        .duplicates
-        .extend(duplicates(aws, &scope, &intent).await?);
-    replica.kill();
-
-    // A new app version (a rollout), killed once.
-    // Steps of 30 s, which the replicas' PLINTH_ROLLOUT_STEP_SCALE makes 1.5 s.
-    let patch =
-        serde_json::json!({"spec": {"app": {"version": "1.0.1", "rollout": {"stepSeconds": 30}}}});
-    api.patch(
-        name,
-        &PatchParams::apply(TEST_MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "update").await;
-    wait("Ready after the update", timeout, async || {
-        Ok(ready(&api.get(name).await?))
-    })
-    .await?;
-    let intent = Intent::steady(api.get(name).await?.spec);
-    verdict
-        .duplicates
-        .extend(duplicates(aws, &scope, &intent).await?);
-    replica.kill();
-
-    // Delete, killed once.
-    api.delete(name, &DeleteParams::default()).await?;
-    let replica = crash_once(replicas, &namespace, &mut rng, args.window_ms, "delete").await;
-    wait("the platform gone after the delete", timeout, async || {
-        Ok(api.get_opt(name).await?.is_none())
-    })
-    .await?;
-    replica.kill();
-    let platform = components::platform(aws)?;
-    verdict.leaked = platform.plan(&scope, &intent).await?.observed.len();
-    Ok(verdict)
-}
 
 async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
@@ -240,6 +88,12 @@ async fn run(args: Args) -> Result<bool, Failure> {
         binary: &binary,
         env,
     };
+    let trial = Trial {
+        example: &args.example,
+        seed: args.seed,
+        kill_within_ms: Some(args.window_ms),
+        timeout: Duration::from_secs(args.timeout),
+    };
     println!(
         "crash campaign: {} trial(s), {} at a time, seed {}, {}, a kill within {} ms of each phase, {}",
         args.trials,
@@ -257,10 +111,10 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let (mut duplicates, mut leaked) = (0, 0);
     let mut trials = futures::stream::iter(0..args.trials)
         .map(|i| {
-            let (args, replicas, client, aws) = (&args, &replicas, &client, &aws);
+            let (trial, replicas, client, aws) = (&trial, &replicas, &client, &aws);
             async move {
                 let trial_started = Instant::now();
-                let result = trial(args, i, replicas, client, aws).await;
+                let result = trial.run(i, replicas, client, aws, "crash").await;
                 (i, trial_started.elapsed(), result)
             }
         })
@@ -270,7 +124,7 @@ async fn run(args: Args) -> Result<bool, Failure> {
             Ok(verdict) => {
                 duplicates += verdict.duplicates.len();
                 leaked += verdict.leaked;
-                let ok = verdict.duplicates.is_empty() && verdict.leaked == 0;
+                let ok = verdict.is_clean();
                 println!(
                     "  trial {i:>3} (seed {}): {} in {took:.1?}{}",
                     args.seed + i,
