@@ -314,6 +314,34 @@ async fn run(args: Args) -> Result<(), Failure> {
         println!("  {operation:<50} {count}");
     }
 
+    // Read back with the engine's own observe (after the resync, so the reads are not counted
+    // as the operator's): no component of any platform exists twice, failover or not.
+    let config = match &emulator {
+        Some(e) => e.sdk_config().await?,
+        None => aws_config().await?,
+    };
+    let reader = plinth_e2e::reader_clients(&config);
+    let engine = components::platform(&reader)?;
+    let mut duplicated = Vec::new();
+    for i in 0..total {
+        let name = format!("p{i:03}");
+        let dp = example(&args.example, &name, &namespace);
+        let scope = Scope::new(&namespace, &name, dp.spec.tags.clone());
+        let pass = engine.plan(&scope, &Intent::steady(dp.spec)).await?;
+        duplicated.extend(
+            pass.observed
+                .duplicated()
+                .map(|(key, extra)| format!("{name} {key}: {} extra", extra.len())),
+        );
+    }
+    println!(
+        "duplicate resources across the {total} platforms: {}",
+        duplicated.len()
+    );
+    if !duplicated.is_empty() {
+        return Err(format!("duplicates: {}", duplicated.join("; ")).into());
+    }
+
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
     let to_gone = wait_for(
@@ -328,12 +356,6 @@ async fn run(args: Args) -> Result<(), Failure> {
     .await?;
     println!("all {total} deleted (AWS torn down, finalizers released) after {to_gone:.1?}");
     // The operator's word is not enough: read AWS back with the engine's own observe.
-    let config = match &emulator {
-        Some(e) => e.sdk_config().await?,
-        None => aws_config().await?,
-    };
-    let reader = plinth_e2e::reader_clients(&config);
-    let engine = components::platform(&reader)?;
     let mut leaked = 0;
     for i in 0..total {
         let dp = example(&args.example, &format!("p{i:03}"), &namespace);
