@@ -233,6 +233,7 @@ async fn the_rendered_unit_starts_the_webapp_with_the_secret_from_secrets_manage
         .env_clear()
         .envs(&unit.environment)
         .env("PLINTH_DB_HOST", "127.0.0.1")
+        .env("PLINTH_DB_PORT", mariadb_port())
         .env("PLINTH_DB_NAME", &database.name)
         .env("PLINTH_DB_SSL_MODE", "disabled")
         .env("PLINTH_LISTEN_ADDR", "127.0.0.1")
@@ -1029,4 +1030,15 @@ async fn converge_to(harness: &Harness, intent: &Intent) {
         );
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+}
+
+/// The stack's MariaDB port, from its `DATABASE_URL` (not always 3306: a second stack beside
+/// another takes other ports).
+fn mariadb_port() -> String {
+    let url = stack_var("DATABASE_URL").unwrap_or_else(|e| panic!("{e}"));
+    reqwest::Url::parse(&url)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(3306)
+        .to_string()
 }
