@@ -10,8 +10,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_operator::aws::AwsClients;
 use plinth_operator::components;
-use plinth_operator::engine::Scope;
+use plinth_operator::engine::{Observed, Pass, PassError, Scope};
 use plinth_operator::intent::Intent;
+use plinth_operator::platform::Platform;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -92,26 +93,36 @@ async fn wait(
     Ok(())
 }
 
-/// What AWS holds for the platform, by the engine's own observe. Read again on an error: the
-/// faults campaign's emulator throttles this reader as much as the operator, and one read that
-/// exhausts the SDK's retries must not fail a trial the operator passed.
-async fn observe(
-    aws: &AwsClients,
+/// A pass of `platform` for `scope` that only reads, retried up to ten times half a second
+/// apart: under injected faults one read in a few hundred still fails after the SDK's retries,
+/// and a check must not mistake that for a verdict. The last error when every attempt failed.
+pub async fn read_back(
+    platform: &Platform,
     scope: &Scope,
     intent: &Intent,
-) -> Result<plinth_operator::engine::Observed, Failure> {
-    let platform = components::platform(aws)?;
+) -> Result<Pass, PassError> {
     let mut attempt = 0;
     loop {
         match platform.plan(scope, intent).await {
-            Ok(pass) => return Ok(pass.observed),
+            Ok(pass) => return Ok(pass),
             Err(_) if attempt < 10 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// What AWS holds for the platform, by the engine's own observe through `aws`, retried as
+/// [`read_back`] does.
+pub async fn observe(
+    aws: &AwsClients,
+    scope: &Scope,
+    intent: &Intent,
+) -> Result<Observed, Failure> {
+    let platform = components::platform(aws)?;
+    Ok(read_back(&platform, scope, intent).await?.observed)
 }
 
 /// Duplicates per kind in what AWS holds for the platform.
@@ -168,6 +179,7 @@ impl Trial<'_> {
         let dp = example(self.example, name, &namespace);
         let scope = Scope::new(&namespace, name, dp.spec.tags.clone());
         let mut verdict = Verdict::default();
+        // The replica that finished a phase: its calls counted, then gone.
         let finished = async |replica: OperatorProcess, verdict: &mut Verdict| {
             verdict.calls += replica
                 .aws_calls()
@@ -175,20 +187,28 @@ impl Trial<'_> {
                 .map_or(0, |calls| calls.values().sum());
             replica.kill();
         };
+        // A phase's end: Ready, AWS read back for duplicates, the replica finished.
+        let converged = async |what: &str,
+                               replica: OperatorProcess,
+                               verdict: &mut Verdict|
+               -> Result<Intent, Failure> {
+            wait(what, self.timeout, async || {
+                Ok(ready(&api.get(name).await?))
+            })
+            .await?;
+            let intent = Intent::steady(api.get(name).await?.spec);
+            verdict
+                .duplicates
+                .extend(duplicates(aws, &scope, &intent).await?);
+            finished(replica, verdict).await;
+            Ok(intent)
+        };
 
         api.create(&PostParams::default(), &dp).await?;
         let replica = self
             .replica_for(replicas, &namespace, &mut rng, "create")
             .await;
-        wait("Ready after the create", self.timeout, async || {
-            Ok(ready(&api.get(name).await?))
-        })
-        .await?;
-        let intent = Intent::steady(api.get(name).await?.spec);
-        verdict
-            .duplicates
-            .extend(duplicates(aws, &scope, &intent).await?);
-        finished(replica, &mut verdict).await;
+        converged("Ready after the create", replica, &mut verdict).await?;
 
         // A new app version: a blue/green rollout. Steps of 30 s, which the replicas'
         // PLINTH_ROLLOUT_STEP_SCALE shortens.
@@ -202,15 +222,7 @@ impl Trial<'_> {
         let replica = self
             .replica_for(replicas, &namespace, &mut rng, "update")
             .await;
-        wait("Ready after the rollout", self.timeout, async || {
-            Ok(ready(&api.get(name).await?))
-        })
-        .await?;
-        let intent = Intent::steady(api.get(name).await?.spec);
-        verdict
-            .duplicates
-            .extend(duplicates(aws, &scope, &intent).await?);
-        finished(replica, &mut verdict).await;
+        let intent = converged("Ready after the rollout", replica, &mut verdict).await?;
 
         api.delete(name, &DeleteParams::default()).await?;
         let replica = self

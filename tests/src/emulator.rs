@@ -89,3 +89,27 @@ impl Drop for PrivateEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// The faults an emulator answered, from its call counts ([`PrivateEmulator::calls`]):
+/// `(throttling errors, other injected errors)`, over every service and operation.
+pub fn faults_answered(calls: &serde_json::Value) -> (u64, u64) {
+    let (mut throttled, mut server_errors) = (0, 0);
+    let operations = calls["services"]
+        .as_object()
+        .into_iter()
+        .flat_map(|s| s.values())
+        .flat_map(|service| service["operations"].as_object().into_iter().flatten());
+    for (_, op) in operations {
+        for (code, count) in op["faults"].as_object().into_iter().flatten() {
+            let count = count.as_u64().unwrap_or(0);
+            // Throttling has a code per service.
+            if code.contains("Throttl") || code.contains("LimitExceeded") || code == "Rate exceeded"
+            {
+                throttled += count;
+            } else {
+                server_errors += count;
+            }
+        }
+    }
+    (throttled, server_errors)
+}

@@ -26,14 +26,13 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
+use plinth_e2e::campaign::{observe, ready};
 use plinth_e2e::cluster::{
-    OperatorProcess, TEST_MANAGER, TestNamespace, condition, example, install_crd,
-    operator_beside_this_binary,
+    OperatorProcess, TEST_MANAGER, TestNamespace, example, install_crd, operator_beside_this_binary,
 };
 use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::{aws_config, kube_client, unique_name};
 use plinth_operator::aws::calls::is_read;
-use plinth_operator::components;
 use plinth_operator::engine::Scope;
 use plinth_operator::intent::Intent;
 
@@ -111,11 +110,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn ready(dp: &DataPlatform) -> bool {
-    condition(dp, "Ready").is_some_and(|(status, _)| status == "True")
-        && dp.status.as_ref().and_then(|s| s.observed_generation) == dp.metadata.generation
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
@@ -321,15 +315,20 @@ async fn run(args: Args) -> Result<(), Failure> {
         None => aws_config().await?,
     };
     let reader = plinth_e2e::reader_clients(&config);
-    let engine = components::platform(&reader)?;
-    let mut duplicated = Vec::new();
-    for i in 0..total {
+    // Platform `p{i:03}` as AWS holds it, by the engine's own observe.
+    let read_back = async |i: usize| {
         let name = format!("p{i:03}");
         let dp = example(&args.example, &name, &namespace);
         let scope = Scope::new(&namespace, &name, dp.spec.tags.clone());
-        let pass = engine.plan(&scope, &Intent::steady(dp.spec)).await?;
+        observe(&reader, &scope, &Intent::steady(dp.spec))
+            .await
+            .map(|observed| (name, observed))
+    };
+    let mut duplicated = Vec::new();
+    for i in 0..total {
+        let (name, observed) = read_back(i).await?;
         duplicated.extend(
-            pass.observed
+            observed
                 .duplicated()
                 .map(|(key, extra)| format!("{name} {key}: {} extra", extra.len())),
         );
@@ -358,13 +357,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     // The operator's word is not enough: read AWS back with the engine's own observe.
     let mut leaked = 0;
     for i in 0..total {
-        let dp = example(&args.example, &format!("p{i:03}"), &namespace);
-        let scope = Scope::new(&namespace, &format!("p{i:03}"), dp.spec.tags.clone());
-        leaked += engine
-            .plan(&scope, &Intent::steady(dp.spec))
-            .await?
-            .observed
-            .len();
+        leaked += read_back(i).await?.1.len();
     }
     println!("resources left in AWS for the {total} deleted platforms: {leaked}");
     if leaked > 0 {

@@ -17,7 +17,7 @@ use clap::Parser;
 use futures::StreamExt as _;
 use plinth_e2e::campaign::{Replicas, Trial, Verdict};
 use plinth_e2e::cluster::{install_crd, operator_beside_this_binary};
-use plinth_e2e::emulator::PrivateEmulator;
+use plinth_e2e::emulator::{PrivateEmulator, faults_answered};
 use plinth_e2e::kube_client;
 
 /// What to run.
@@ -50,29 +50,6 @@ struct Args {
 }
 
 type Failure = Box<dyn std::error::Error>;
-
-/// Faults the emulator answered, from its `/_plinth/calls`: (throttled, 5xx).
-fn faults(calls: &serde_json::Value) -> (u64, u64) {
-    let (mut throttled, mut server_errors) = (0, 0);
-    let operations = calls["services"]
-        .as_object()
-        .into_iter()
-        .flat_map(|s| s.values())
-        .flat_map(|service| service["operations"].as_object().into_iter().flatten());
-    for (_, op) in operations {
-        for (code, count) in op["faults"].as_object().into_iter().flatten() {
-            let count = count.as_u64().unwrap_or(0);
-            // Throttling has a code per service.
-            if code.contains("Throttl") || code.contains("LimitExceeded") || code == "Rate exceeded"
-            {
-                throttled += count;
-            } else {
-                server_errors += count;
-            }
-        }
-    }
-    (throttled, server_errors)
-}
 
 struct Side<'a> {
     name: &'static str,
@@ -194,7 +171,7 @@ async fn run(args: Args) -> Result<bool, Failure> {
     drop(runs);
     let mean = |(n, calls): (u64, u64)| calls as f64 / n.max(1) as f64;
     let (clean_mean, faulty_mean) = (mean(totals[0]), mean(totals[1]));
-    let (throttled, server_errors) = faults(&faulty.calls().await);
+    let (throttled, server_errors) = faults_answered(&faulty.calls().await);
     println!(
         "{} trial(s) in {:.0?}: {}",
         2 * args.trials,

@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use plinth_e2e::emulator::PrivateEmulator;
+use plinth_e2e::campaign::read_back;
+use plinth_e2e::emulator::{PrivateEmulator, faults_answered};
 use plinth_e2e::unique_name;
 use plinth_operator::aws::{AwsClients, AwsOptions};
 use plinth_operator::cli::{self, Pace};
@@ -49,21 +50,15 @@ struct Run {
     created_vpcs: u64,
 }
 
-/// A pass that only reads, retried: under these faults one describe in a few hundred still
-/// fails after the SDK's five attempts, and the check must not mistake that for a verdict.
+/// A pass that only reads, retried ([`read_back`]): one describe failing after the SDK's
+/// retries must not be mistaken for a verdict.
 async fn settled_plan(
     platform: &plinth_operator::platform::Platform,
     file: &cli::SpecFile,
 ) -> plinth_operator::engine::Pass {
-    let mut last = None;
-    for _ in 0..10 {
-        match platform.plan(&file.scope, &file.intent()).await {
-            Ok(pass) => return pass,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("observing failed ten times: {last:?}")
+    read_back(platform, &file.scope, &file.intent())
+        .await
+        .unwrap_or_else(|e| panic!("observing failed ten times: {e}"))
 }
 
 /// Every component key with more than one resource in AWS.
@@ -137,31 +132,7 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
 
     let calls = emulator.calls().await;
     let ec2_ops = &calls["services"]["ec2"]["operations"];
-    // Faults by code over every service: throttling has a code per service.
-    let (mut throttled, mut server_errors) = (0, 0);
-    for service in calls["services"]
-        .as_object()
-        .into_iter()
-        .flat_map(|s| s.values())
-    {
-        for op in service["operations"]
-            .as_object()
-            .into_iter()
-            .flat_map(|o| o.values())
-        {
-            for (code, count) in op["faults"].as_object().into_iter().flatten() {
-                let count = count.as_u64().unwrap_or(0);
-                if code.contains("Throttl")
-                    || code.contains("LimitExceeded")
-                    || code == "Rate exceeded"
-                {
-                    throttled += count;
-                } else {
-                    server_errors += count;
-                }
-            }
-        }
-    }
+    let (throttled, server_errors) = faults_answered(&calls);
     Run {
         total_calls: calls["total"].as_u64().unwrap_or(0),
         throttled,
