@@ -838,6 +838,27 @@ mod tests {
         assert!(pass(&cloud, &after.graph(), 3).await.0.is_empty());
     }
 
+    /// Executes `plan` with 5 s to settle, while `finish` moves the fake's resources on 100 ms in.
+    async fn execute_then(
+        cloud: &FakeCloud,
+        plan: &Plan,
+        observed: &Observed,
+        finish: fn(&FakeCloud),
+    ) -> Report {
+        let settling = ExecuteOptions {
+            settle: Duration::from_secs(5),
+            ..options(4)
+        };
+        let finishing = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            finish(cloud);
+        };
+        let scope = scope();
+        let (report, ()) =
+            tokio::join!(execute(plan, observed, cloud, &scope, settling), finishing);
+        report
+    }
+
     #[tokio::test]
     async fn a_create_finished_within_the_settle_time_releases_its_followers_in_the_same_pass() {
         let cloud = FakeCloud::new(Duration::from_millis(1));
@@ -845,17 +866,7 @@ mod tests {
         let desired = Net::new(&["a"]).graph();
         let observed = cloud.observed();
         let plan = plan(&desired, &observed);
-        let settling = ExecuteOptions {
-            settle: Duration::from_secs(5),
-            ..options(4)
-        };
-        let finish = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            cloud.finish_creates();
-        };
-        let scope = scope();
-        let (report, ()) =
-            tokio::join!(execute(&plan, &observed, &cloud, &scope, settling), finish);
+        let report = execute_then(&cloud, &plan, &observed, FakeCloud::finish_creates).await;
         assert!(report.is_settled(), "{report:?}");
         assert!(cloud.position("end create route/a").is_some());
         assert_eq!(report.applied.len(), 5);
@@ -885,17 +896,7 @@ mod tests {
         cloud.behave("nat/a", Behaviour::SlowDelete);
         let observed = cloud.observed();
         let plan = plan_teardown(&desired, &observed);
-        let settling = ExecuteOptions {
-            settle: Duration::from_secs(5),
-            ..options(4)
-        };
-        let finish = async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            cloud.finish_deletes();
-        };
-        let scope = scope();
-        let (report, ()) =
-            tokio::join!(execute(&plan, &observed, &cloud, &scope, settling), finish);
+        let report = execute_then(&cloud, &plan, &observed, FakeCloud::finish_deletes).await;
         assert!(report.is_settled(), "{report:?}");
         assert!(cloud.observed().is_empty(), "the VPC went in the same pass");
         assert!(
