@@ -19,6 +19,9 @@ ETCD_PEER_PORT=${PLINTH_ETCD_PEER_PORT:-12380}
 APISERVER_PORT=${PLINTH_APISERVER_PORT:-16443}
 DB_USER=plinth
 DB_PASSWORD=plinth
+# The shared emulator's data plane: alarm periods, cooldowns and health-check timings run this
+# much faster than AWS's (0.1: a one-minute alarm period lasts 6 s).
+DATA_PLANE_TIME_SCALE=${PLINTH_DATA_PLANE_TIME_SCALE:-0.1}
 
 RUN_DIR="$STACK_DIR/run"
 LOG_DIR="$STACK_DIR/logs"
@@ -98,11 +101,11 @@ wait_until() {
 }
 
 stop_component() {
-	local name=$1 pid
+	local name=$1 seconds=${2:-10} pid
 	if pid=$(running_pid "$name"); then
 		# The component runs in its own session (setsid): signal the whole group.
 		kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 40); do
+		for _ in $(seq 1 $((seconds * 4))); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.25
 		done

@@ -51,6 +51,14 @@ def main() -> int:
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     # Moto writes its own address into some responses (queue URLs, presigned links).
     os.environ.setdefault("MOTO_PORT", str(server.server_port))
+    from plinth_aws.dataplane.plane import DataPlaneError
+
+    try:
+        app.start_data_plane(server.server_port)
+    except DataPlaneError as error:
+        print(f"plinth-aws: cannot start the data plane: {error}", file=sys.stderr, flush=True)
+        server.server_close()
+        return 1
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever() to return, which runs on this very thread.
@@ -60,11 +68,15 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     print(
         f"plinth-aws listening on http://{args.host}:{server.server_port} "
-        f"(strict={int(app.config.strict)})",
+        f"(strict={int(app.config.strict)}, data_plane={int(app.data_plane is not None)})",
         flush=True,
     )
-    server.serve_forever()
-    server.server_close()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        # Instances, proxies and database servers are processes of their own: stop them.
+        app.close()
     return 0
 
 

@@ -9,6 +9,8 @@ Admin endpoints (JSON):
     GET  /_plinth/config        the settings (see config.py)
     POST /_plinth/config        replace the settings it names; answers with the result
     POST /_plinth/reset         reset moto, counts, pending states, tokens and settings
+    GET  /_plinth/dataplane     the data plane's instances, load balancers and databases
+                                (`{"enabled": false}` when it is off; see dataplane/)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import moto
 
 from . import cbor, context, duplicates, faults, fixes, lifecycle, refusals
 from .calls import CallCounter
+from .dataplane.activities import Activities
+from .dataplane.plane import install_activities, install_hooks
 from .config import Config
 from .protocol import AwsError, AwsRequest, error_response, parse
 
@@ -42,6 +46,26 @@ class StrictAws:
         lifecycle.install(self.lifecycle)
         duplicates.install(self.duplicates)
         fixes.install()
+        self.activities = Activities()
+        install_activities(self.activities)
+        # Built by start_data_plane once the server knows its port (instances reach it there).
+        self.data_plane = None
+        install_hooks(lambda: self.data_plane)
+
+    def start_data_plane(self, port: int) -> None:
+        """Start the data plane when the settings ask for it (raises DataPlaneError when this
+        machine cannot run it)."""
+        if not self.config.data_plane["enabled"]:
+            return
+        from .dataplane.plane import DataPlane
+
+        self.data_plane = DataPlane(lambda: self.config.data_plane["time_scale"], port, self.activities)
+
+    def close(self) -> None:
+        """Stop what the data plane started (instances, proxies, database servers)."""
+        if self.data_plane is not None:
+            plane, self.data_plane = self.data_plane, None
+            plane.close()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -102,6 +126,9 @@ class StrictAws:
     def _forget_resources(self) -> None:
         self.lifecycle.reset()
         self.duplicates.reset()
+        self.activities.reset()
+        if self.data_plane is not None:
+            self.data_plane.reset()
 
     def _admin(self, environ: dict, start_response: Callable, path: str) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -120,6 +147,8 @@ class StrictAws:
                 document = json.loads(_read_body(environ) or b"{}")
                 candidate = deepcopy(self.config)
                 candidate.update(document)
+                if candidate.data_plane["enabled"] != self.config.data_plane["enabled"]:
+                    raise ValueError("data_plane.enabled is set at start (PLINTH_DATA_PLANE); only time_scale changes at run time")
             except (ValueError, TypeError, AttributeError) as problem:
                 return _json(start_response, 400, {"error": str(problem)})
             self.config = candidate
@@ -132,6 +161,9 @@ class StrictAws:
             self.calls.reset()
             self.config = deepcopy(self._start_config)
             return _json(start_response, 200, {"status": "reset"})
+        if route == ("GET", "/_plinth/dataplane"):
+            plane = self.data_plane
+            return _json(start_response, 200, plane.describe() if plane is not None else {"enabled": False})
         return _json(start_response, 404, {"error": f"no route {method} {path}"})
 
 

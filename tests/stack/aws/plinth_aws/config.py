@@ -14,7 +14,10 @@ The JSON document (every key optional on POST; a key given replaces that whole k
                 "code": "InternalError", "status": 500, "message": "...", "count": 1,
                 "after_write": false}],
      "pending": {"nat_gateway": {"seconds": 2.0, "describes": null}, ...},
-     "unhealthy_target_groups": ["plinth.dev/revision=1a2b3c4d"]}  # see lifecycle.py
+     "unhealthy_target_groups": ["plinth.dev/revision=1a2b3c4d"],  # see lifecycle.py
+     "data_plane": {"enabled": false,  # instances, load balancers, databases, alarms run for
+                                       # real (dataplane/); set at start only
+                    "time_scale": 1.0}}  # service clocks run this much faster (0.1: 10x)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ DEFAULT_PENDING = {
     "asg_instance": {"seconds": 2.0, "describes": None},  # Pending -> InService
     "target": {"seconds": 0.3, "describes": None},  # initial -> healthy, per check
 }
+
+DEFAULT_DATA_PLANE = {"enabled": False, "time_scale": 1.0}
 
 FAULT_KEYS = ("throttle_rate", "error_5xx_rate", "error_5xx_after_write_rate", "latency_ms")
 
@@ -80,6 +85,10 @@ class Config:
     # Target groups whose targets fail their health checks (a bad release): shell patterns
     # matched against each group's name, its ARN and its tags as `key=value`.
     unhealthy_target_groups: list = field(default_factory=list)
+    # The local data plane (dataplane/): off, the emulator only declares instances, health and
+    # alarms; on, they are real processes and measurements. `time_scale` shrinks the service
+    # clocks (alarm periods, cooldowns, health-check timings) so tests need not wait minutes.
+    data_plane: dict = field(default_factory=lambda: dict(DEFAULT_DATA_PLANE))
 
     def fault_setting(self, key: str, service: str, operation: str) -> float:
         """The operation's override, else the service's, else the global value."""
@@ -131,6 +140,23 @@ class Config:
             if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
                 raise ValueError("unhealthy_target_groups must be a list of strings")
             self.unhealthy_target_groups = list(patterns)
+        if "data_plane" in document:
+            self.data_plane = _data_plane(self.data_plane, document["data_plane"])
+
+
+def _data_plane(current: dict, values: dict) -> dict:
+    if not isinstance(values, dict):
+        raise ValueError("data_plane must be an object")
+    unknown = set(values) - set(DEFAULT_DATA_PLANE)
+    if unknown:
+        raise ValueError(f"data_plane: unknown settings {sorted(unknown)}")
+    merged = {**current, **values}
+    merged["enabled"] = bool(merged["enabled"])
+    scale = float(merged["time_scale"])
+    if not 0.001 <= scale <= 1.0:
+        raise ValueError("data_plane.time_scale must be within [0.001, 1]")
+    merged["time_scale"] = scale
+    return merged
 
 
 def _rate(key: str, value: float) -> float:
@@ -174,6 +200,13 @@ def from_environment(environ: dict = os.environ) -> Config:
             }
             for kind in DEFAULT_PENDING
         }
+    data_plane = {}
+    if environ.get("PLINTH_DATA_PLANE"):
+        data_plane["enabled"] = environ["PLINTH_DATA_PLANE"].strip().lower() not in ("0", "false", "no")
+    if environ.get("PLINTH_DATA_PLANE_TIME_SCALE"):
+        data_plane["time_scale"] = float(environ["PLINTH_DATA_PLANE_TIME_SCALE"])
+    if data_plane:
+        document["data_plane"] = data_plane
     config.update(document)
     if environ.get("PLINTH_AWS_CONFIG"):
         config.update(json.loads(environ["PLINTH_AWS_CONFIG"]))
