@@ -57,6 +57,11 @@ pub struct Config {
     /// Log format: `json` (production) or `pretty`.
     #[arg(long, env = "PLINTH_LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
+    /// The release this instance runs, as the platform's spec names it (`spec.app.version`; the
+    /// operator's unit sets it). `/health` reports it, so a client can tell which version
+    /// answered during a blue/green rollout.
+    #[arg(long, env = "PLINTH_VERSION")]
+    pub release: Option<String>,
     /// How long SIGTERM waits for requests in flight and workers before exiting, in seconds.
     #[arg(long, env = "PLINTH_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     pub shutdown_grace_secs: u64,

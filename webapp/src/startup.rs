@@ -92,6 +92,7 @@ impl Application {
             limits: Arc::new(limits),
             work_available: Arc::new(Notify::new()),
             max_attempts: config.worker.max_attempts.max(1),
+            release: config.release.as_deref().map(Arc::from),
             // Small jobs are bound by round trips and commits, which processing on accept
             // saves; larger ones by the writes, which the workers overlap with accepting
             // (measured: 1,000-record jobs keep a lower POST latency through the workers).

@@ -27,4 +27,6 @@ pub struct AppState {
     /// A job of at most this many records is processed when it is accepted, in the same
     /// transaction (0: never; an instance without workers only queues).
     pub process_on_accept_max: usize,
+    /// The release this instance runs (`PLINTH_VERSION`), reported by `/health`.
+    pub release: Option<Arc<str>>,
 }

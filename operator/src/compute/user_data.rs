@@ -20,7 +20,7 @@ pub const UNIT_PATH: &str = "/etc/systemd/system/plinth-ingest.service";
 pub mod env {
     /// The region the app's AWS clients use (Secrets Manager).
     pub const REGION: &str = "AWS_REGION";
-    /// The app's version, for the logs and the journal (the app does not read it).
+    /// The app's version: the app reports it in `/health` (which version answered).
     pub const VERSION: &str = "PLINTH_VERSION";
     /// The artifact the binary was fetched from (the app does not read it; `runcmd` does).
     pub const ARTIFACT: &str = "PLINTH_ARTIFACT";

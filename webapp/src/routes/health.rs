@@ -20,6 +20,9 @@ use crate::state::AppState;
 pub struct Status {
     /// `ok`.
     pub status: &'static str,
+    /// The release this instance runs (`PLINTH_VERSION`), when it was started with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Routes of this module.
@@ -33,8 +36,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The process is up (the load balancer's health check).
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Up", body = Status)))]
-pub async fn health() -> Json<Status> {
-    Json(Status { status: "ok" })
+pub async fn health(State(state): State<AppState>) -> Json<Status> {
+    Json(Status {
+        status: "ok",
+        version: state.release.as_deref().map(str::to_owned),
+    })
 }
 
 /// The database answers.
@@ -45,7 +51,10 @@ pub async fn health() -> Json<Status> {
     ))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     match tokio::time::timeout(Duration::from_secs(3), state.db.ping()).await {
-        Ok(Ok(())) => Ok(Json(Status { status: "ok" })),
+        Ok(Ok(())) => Ok(Json(Status {
+            status: "ok",
+            version: None,
+        })),
         Ok(Err(error)) => Err(ApiError::Unavailable(error)),
         Err(_) => Err(ApiError::Unavailable(sqlx::Error::PoolTimedOut)),
     }
