@@ -433,7 +433,10 @@ pub struct RolloutSpec {
     )]
     pub steps: Vec<i32>,
 
-    /// Seconds each step holds with healthy targets before the next, 30 to 3600.
+    /// Seconds each step holds with healthy targets before the next, 30 to 3600. A step is also
+    /// gated on the platform's alarms, and the 5xx alarm needs 3 of 5 one-minute periods to
+    /// fire: steps shorter than about 4 minutes let a version that fails only under traffic
+    /// reach the next step before its errors can stop it.
     #[serde(default = "default_step_seconds")]
     #[schemars(range(min = 30, max = 3600))]
     pub step_seconds: i32,

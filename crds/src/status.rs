@@ -155,6 +155,28 @@ pub struct AppStatus {
     /// roll it out again; a spec naming any other revision clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_revision: Option<String>,
+
+    /// The platform's first deploy, present from its first pass until the active revision
+    /// first has enough healthy targets (the platform is `Ready`). While it is present, a
+    /// revision that is not healthy within the rollout timeout makes the platform `Stalled`;
+    /// once it is gone, a later loss of healthy targets is `Reconciling`, never `Stalled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_deploy: Option<FirstDeployStatus>,
+}
+
+/// A first deploy waiting for healthy targets, gated like a rollout step.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstDeployStatus {
+    /// Id of the revision being deployed first (see `RevisionStatus.id`). When another
+    /// revision becomes active before this one served, the wait starts again for it.
+    pub revision: String,
+
+    /// When the revision's scaling group was first found, so its instances were starting
+    /// (RFC 3339): the rollout timeout counts from here. Absent while the group is still being
+    /// created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// One app revision: the fields whose change starts a blue/green rollout, and their id.

@@ -2,6 +2,11 @@
 //! file against the live AWS account, without Kubernetes, through the same engine and the same
 //! component list as the controller ([`crate::components::platform`]).
 //!
+//! `apply` converges AWS to the spec, then (like the controller's `Ready`) waits a while for the
+//! app to serve: the spec's revision's target group with at least its scaling group's minimum
+//! of healthy targets. When it does not, it says why (each target's state and AWS's reason, the
+//! scaling activities) and fails.
+//!
 //! The spec file is a `DataPlatform` manifest as `kubectl apply` takes it; a missing
 //! `metadata.namespace` means `default`. It is validated as the API server would before any
 //! AWS call. Progress goes to stdout, one line per change.
@@ -21,9 +26,10 @@ use plinth_crds::{DataPlatform, DataPlatformSpec, ValidationErrors};
 use crate::aws::{AwsClients, AwsOptions};
 use crate::components;
 use crate::engine::{self, Applied, Change, DuplicateKind, Report, Scope, Summary};
-use crate::intent::Intent;
+use crate::intent::{AppRevision, Intent};
 use crate::network;
 use crate::platform::{PassError, Platform};
+use crate::rollout::{self, ServingHealth};
 
 /// Plan, apply and destroy a Plinth DataPlatform from a spec file, without Kubernetes.
 #[derive(Parser, Debug)]
@@ -39,8 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Print what `apply` would change in the live account, as a diff. Changes nothing.
     Plan(SpecArgs),
-    /// Create or correct everything the spec asks for, pass after pass until AWS matches it.
-    Apply(RunArgs),
+    /// Create or correct everything the spec asks for, pass after pass until AWS matches it, then
+    /// wait for the app's targets to be healthy.
+    Apply(ApplyArgs),
     /// Delete everything tagged for the platform, until nothing remains.
     Destroy(RunArgs),
     /// Show the platform's resources and whether they match the spec. Changes nothing.
@@ -78,6 +85,18 @@ pub struct RunArgs {
     /// Seconds between passes while AWS is still working on something.
     #[arg(long, default_value_t = 1.0)]
     pub interval_seconds: f64,
+}
+
+/// `apply`: the run, and how long to wait for the app to serve.
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// The spec file and the convergence's pace.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Once AWS matches the spec, wait this many seconds for the app's targets to be healthy
+    /// (at least the scaling group's minimum); 0 only converges the resources.
+    #[arg(long, default_value_t = 300)]
+    pub wait_healthy_seconds: u64,
 }
 
 /// Why `plinth` stopped without success. Each message says what to do.
@@ -124,6 +143,17 @@ pub enum CliError {
         /// The committed file.
         path: PathBuf,
         /// What differs.
+        why: String,
+    },
+    /// AWS matches the spec but the app does not serve.
+    #[error(
+        "AWS matches the spec, but the app did not serve within {seconds} s: {why}; fix the app \
+         (its version, artifact or health check) and apply again, or run the command again to keep waiting"
+    )]
+    Unhealthy {
+        /// How long it waited.
+        seconds: u64,
+        /// How many targets are healthy of how many needed, and why the others are not.
         why: String,
     },
     /// The deadline passed first.
@@ -338,6 +368,61 @@ pub async fn converge(
     }
 }
 
+/// After `apply` converged: waits up to `pace.timeout` for the spec's revision to serve (its
+/// target group with at least its scaling group's minimum of healthy targets), polling at
+/// `pace.interval` and printing each new state. One observe to find the groups, then one
+/// DescribeTargetHealth a poll (and the scaling activities while too few are healthy).
+/// `Ok(None)`: the platform has no target group or scaling group to check.
+pub async fn wait_serving(
+    platform: &Platform,
+    file: &SpecFile,
+    pace: Pace,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<ServingHealth>, CliError> {
+    let Some(clients) = platform.clients() else {
+        return Ok(None);
+    };
+    let observed = platform.plan(&file.scope, &file.intent()).await?.observed;
+    let revision = AppRevision::of(file.spec());
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let line = match rollout::serving_health(clients, &observed, &revision).await {
+            Ok(None) => return Ok(None),
+            Ok(Some(health)) if health.serves() => return Ok(Some(health)),
+            Ok(Some(health)) => {
+                let why = health.explain();
+                if started.elapsed() >= pace.timeout {
+                    return Err(CliError::Unhealthy {
+                        seconds: pace.timeout.as_secs(),
+                        why,
+                    });
+                }
+                format!("… waiting for healthy targets: {why}")
+            }
+            Err(error @ engine::ActError::Refused { .. }) => {
+                return Err(CliError::Stalled(format!(
+                    "  reading the targets' health: {error}"
+                )));
+            }
+            Err(error) => {
+                if started.elapsed() >= pace.timeout {
+                    return Err(CliError::Timeout {
+                        seconds: pace.timeout.as_secs(),
+                        what: format!("reading the targets' health: {error}"),
+                    });
+                }
+                format!("! reading the targets' health failed, will retry: {error}")
+            }
+        };
+        if line != last {
+            progress(&line);
+            last = line;
+        }
+        tokio::time::sleep(pace.interval).await;
+    }
+}
+
 /// Runs teardown passes until a fresh observe finds nothing tagged for the platform.
 pub async fn destroy(
     platform: &Platform,
@@ -486,7 +571,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let (file, pace) = match &cli.command {
         Command::IamPolicy(args) => return iam_policy_command(args),
         Command::Plan(args) | Command::Status(args) => (load_spec(&args.file)?, Pace::default()),
-        Command::Apply(args) | Command::Destroy(args) => (
+        Command::Apply(ApplyArgs { run: args, .. }) | Command::Destroy(args) => (
             load_spec(&args.spec.file)?,
             Pace {
                 timeout: Duration::from_secs(args.timeout_seconds),
@@ -530,17 +615,50 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 println!("not in sync: {}", Summary::of(&plan));
             }
+            if let Some(clients) = platform.clients() {
+                let revision = AppRevision::of(file.spec());
+                match rollout::serving_health(clients, &observed, &revision).await {
+                    Ok(Some(health)) if health.serves() => {
+                        println!("serving: {}", health.summary());
+                    }
+                    Ok(Some(health)) => println!("not serving: {}", health.explain()),
+                    Ok(None) => println!(
+                        "not serving: the app's target group or scaling group does not exist"
+                    ),
+                    Err(e) => println!("serving: unknown, reading the targets' health failed: {e}"),
+                }
+            }
         }
-        Command::Apply(_) => {
+        Command::Apply(args) => {
             println!("applying {name} in {}", file.spec().region);
             let started = Instant::now();
             let finished = converge(&platform, &file, pace, &mut print).await?;
             println!(
-                "{name}: converged after {} pass(es), {} change(s), {:.1} s",
+                "{name}: AWS matches the spec after {} pass(es), {} change(s), {:.1} s",
                 finished.passes,
                 finished.changes,
                 started.elapsed().as_secs_f64()
             );
+            if args.wait_healthy_seconds == 0 {
+                println!(
+                    "{name}: not waiting for the app to serve (--wait-healthy-seconds 0): the resources exist, their targets may not be healthy yet"
+                );
+                return Ok(());
+            }
+            let wait = Pace {
+                timeout: Duration::from_secs(args.wait_healthy_seconds),
+                ..pace
+            };
+            match wait_serving(&platform, &file, wait, &mut print).await? {
+                Some(health) => println!(
+                    "{name}: serving: {}, {:.1} s",
+                    health.summary(),
+                    started.elapsed().as_secs_f64()
+                ),
+                None => println!(
+                    "{name}: no target group and scaling group of the app found: nothing serves to check"
+                ),
+            }
         }
         Command::Destroy(_) => {
             println!("destroying {name} in {}", file.spec().region);
@@ -576,6 +694,35 @@ mod tests {
             Ok(file) => assert_eq!(file.scope.platform(), "default/ingest"),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn apply_waits_for_healthy_targets_unless_told_not_to() {
+        let wait = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Apply(apply)) => Some(apply.wait_healthy_seconds),
+            _ => None,
+        };
+        assert_eq!(wait(&["plinth", "apply", "-f", "p.yaml"]), Some(300));
+        assert_eq!(
+            wait(&[
+                "plinth",
+                "apply",
+                "-f",
+                "p.yaml",
+                "--wait-healthy-seconds",
+                "0"
+            ]),
+            Some(0)
+        );
+        let unhealthy = CliError::Unhealthy {
+            seconds: 300,
+            why: "0 of 2 needed target(s) healthy; i-0abc unhealthy: Target.Timeout".into(),
+        };
+        let message = unhealthy.to_string();
+        assert!(
+            message.contains("did not serve within 300 s: 0 of 2 needed target(s) healthy"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -129,10 +129,14 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     ]
 }
 
+/// The condition compute reports: its resources in place and, once the controller read their
+/// health, the active revision's instances serving.
+pub const CONDITION: &str = "ComputeReady";
+
 /// The `ComputeReady` condition over every compute kind.
 pub fn group() -> Group {
     Group {
-        condition: "ComputeReady",
+        condition: CONDITION,
         kinds: KINDS.to_vec(),
     }
 }

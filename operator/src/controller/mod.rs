@@ -3,12 +3,15 @@
 //!
 //! - [`reconcile`]: one object's pass — finalizer, paused, spec checks, the engine, status.
 //! - [`conditions`]: merging verdicts into kstatus conditions.
+//! - [`readiness`]: whether the platform serves (pure): `Ready` / `Stalled` / `ComputeReady`
+//!   from the active revision's target health and the first deploy.
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod conditions;
 pub mod leader;
 pub mod process;
+pub mod readiness;
 pub mod reconcile;
 pub mod server;
 

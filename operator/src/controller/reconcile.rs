@@ -17,6 +17,7 @@ use serde_json::json;
 use tracing::{debug, info};
 
 use super::conditions::{self, Verdict};
+use super::readiness::{self, Health, Readiness, Wait};
 use super::{
     Context, Error, FIELD_MANAGER, FINALIZER, PAUSED_ANNOTATION, RECONCILE_REQUESTED_ANNOTATION,
 };
@@ -124,6 +125,7 @@ async fn reconcile_inner(
         ctx.settings.progress_interval,
     );
     let persisted = RolloutState::from_status(dp.status.as_ref().and_then(|s| s.app.as_ref()), now);
+    let new_platform = persisted.active.is_none();
     let before = rollout::decide(
         &revision,
         &dp.spec.app.rollout,
@@ -141,11 +143,28 @@ async fn reconcile_inner(
             let mut status = dp.status.clone().unwrap_or_default();
             platform.write_outputs(&outcome.pass.observed, &mut status);
             let rollout = judge_rollout(dp, &platform, &outcome, &revision, before, timing).await;
-            rollout
-                .decision
-                .state
-                .write_status(status.app.get_or_insert_with(Default::default));
-            apply_outcome(ctx, &api, dp, status, outcome, &rollout).await
+            let app = status.app.get_or_insert_with(Default::default);
+            rollout.decision.state.write_status(app);
+            let health = read_health(dp, &platform, &outcome, &rollout).await;
+            let readiness = readiness::judge(&readiness::Input {
+                active: rollout.decision.state.active.as_ref(),
+                new_platform,
+                first_deploy: app.first_deploy.as_ref(),
+                steady: outcome.is_converged()
+                    && !rollout.serving_changed
+                    && rollout.decision.state.rollout.is_none()
+                    && !rollout.rolled_back,
+                compute: outcome
+                    .verdicts
+                    .iter()
+                    .find(|v| v.type_ == crate::compute::CONDITION),
+                health: &health,
+                conditions: current_conditions(dp),
+                timeout: timing.timeout,
+                now: Timestamp::now(),
+            });
+            app.first_deploy.clone_from(&readiness.first_deploy);
+            apply_outcome(ctx, &api, dp, status, outcome, &rollout, &readiness).await
         }
         Err(e) if e.is_refusal() => {
             stalled(ctx, &api, dp, refusal_reason(&e), &e.to_string()).await?;
@@ -254,6 +273,34 @@ async fn judge_rollout(
     }
 }
 
+/// Reads the active revision's serving health after a pass with no rollout under way (one
+/// DescribeTargetHealth; the scaling activities only when too few targets are healthy).
+async fn read_health(
+    dp: &DataPlatform,
+    platform: &Platform,
+    outcome: &PassOutcome,
+    rollout: &RolloutPass,
+) -> Health {
+    let state = &rollout.decision.state;
+    if state.rollout.is_some() || rollout.rolled_back {
+        return Health::NotRead;
+    }
+    let (Some(active), Some(clients)) = (state.active.as_ref(), platform.clients()) else {
+        return Health::NotRead;
+    };
+    match rollout::serving_health(clients, &outcome.pass.observed, active).await {
+        Ok(Some(health)) => {
+            debug!(platform = %ObjectRef::from_obj(dp), healthy = health.healthy(), needed = health.needed(), "serving health");
+            Health::Read(health)
+        }
+        Ok(None) => Health::NotRead,
+        Err(e) => {
+            tracing::warn!(platform = %ObjectRef::from_obj(dp), error = %e, "could not read the targets' health");
+            Health::Unreadable(e)
+        }
+    }
+}
+
 async fn publish_rollout(ctx: &Context, dp: &DataPlatform, decision: &Decision) {
     for event in &decision.events {
         let type_ = if event.is_warning() {
@@ -273,10 +320,14 @@ async fn apply_outcome(
     status: DataPlatformStatus,
     outcome: PassOutcome,
     rollout: &RolloutPass,
+    readiness: &Readiness,
 ) -> Result<(Action, &'static str), Error> {
     publish_changes(ctx, dp, &outcome.pass.report.applied).await;
     publish_rollout(ctx, dp, &rollout.decision).await;
     let mut verdicts = outcome.verdicts.clone();
+    readiness
+        .compute
+        .apply(&mut verdicts, crate::compute::CONDITION);
     verdicts.extend(
         rollout
             .decision
@@ -370,33 +421,34 @@ async fn apply_outcome(
         return Ok((Action::requeue(jittered(ctx.settings.resync)), "stalled"));
     }
 
-    if outcome.is_converged() && !rollout.serving_changed {
-        verdicts.extend([
-            Verdict::new(
-                condition_types::READY,
-                true,
-                "Reconciled",
-                "every AWS resource exists and matches the spec",
-            ),
-            Verdict::new(condition_types::RECONCILING, false, "Reconciled", ""),
-            Verdict::new(condition_types::STALLED, false, "Reconciled", ""),
-        ]);
-        let was_ready =
-            conditions::is_true(current_conditions(dp), condition_types::READY).unwrap_or(false);
+    if let Some(serving) = &readiness.overall {
+        // AWS matches the spec with no rollout under way: Ready when the active revision serves.
+        verdicts.extend(serving.verdicts.iter().cloned());
         write_status_from(api, dp, status, &verdicts).await?;
-        if !was_ready {
+        if let Some(event) = &serving.event {
+            let type_ = if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            info!(platform = %ObjectRef::from_obj(dp), reason = event.reason, note = %event.note, "serving");
             publish(
                 ctx,
                 dp,
-                EventType::Normal,
-                "Ready",
+                type_,
+                event.reason,
                 "Reconcile",
-                "the platform matches its spec".into(),
+                event.note.clone(),
             )
             .await;
         }
-        debug!(platform = %ObjectRef::from_obj(dp), "in sync");
-        return Ok((Action::requeue(jittered(ctx.settings.resync)), "ready"));
+        let wait = match serving.wait {
+            Wait::Resync => jittered(ctx.settings.resync),
+            Wait::Progress => ctx.next_progress_wait(&ObjectRef::from_obj(dp)),
+            Wait::After(wait) => wait.max(ctx.settings.progress_interval),
+        };
+        debug!(platform = %ObjectRef::from_obj(dp), outcome = serving.outcome, "steady pass");
+        return Ok((Action::requeue(wait), serving.outcome));
     }
 
     let progress = progress_message(&outcome);

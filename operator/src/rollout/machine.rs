@@ -13,12 +13,17 @@
 //! - after the last step has held: green becomes the active revision, `Steady(green)`, blue is
 //!   removed by the engine.
 //! - any failure: `Steady(blue)`, green removed, the revision remembered as failed.
+//!
+//! A first deploy that never served (`status.app.firstDeploy` present) has no blue to protect:
+//! a new revision replaces it at once, `Steady(new)`, without a rollout (a rollout beside a
+//! revision that serves nothing would be rolled back by that revision's own alarms).
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use plinth_crds::{AppStatus, RevisionStatus, RolloutSpec, RolloutStatus, RolloutStrategy};
 
+use super::health::{TargetHealth, why_targets};
 use crate::intent::{AppRevision, Serving};
 
 /// The condition that says whether the last rollout failed and was rolled back.
@@ -51,6 +56,9 @@ pub struct RolloutState {
     pub rollout: Option<InFlight>,
     /// Id of the revision whose rollout failed, not tried again while the spec names it.
     pub failed: Option<String>,
+    /// The active revision is a first deploy that has never served (`status.app.firstDeploy`
+    /// is present; the controller's readiness keeps it): a new revision replaces it directly.
+    pub unserved: bool,
 }
 
 impl RolloutState {
@@ -84,10 +92,12 @@ impl RolloutState {
             active,
             rollout,
             failed: app.failed_revision.clone(),
+            unserved: app.first_deploy.is_some(),
         }
     }
 
-    /// Writes the state into `status.app`.
+    /// Writes the state into `status.app` (all but `firstDeploy`, which the controller's
+    /// readiness keeps).
     pub fn write_status(&self, app: &mut AppStatus) {
         app.active_version = self.active.as_ref().map(|r| r.version.clone());
         app.active_revision = self.active.as_ref().map(|r| RevisionStatus {
@@ -155,6 +165,9 @@ pub struct GreenTargets {
     pub healthy: usize,
     /// Targets in state `unhealthy` (failed their health checks).
     pub unhealthy: usize,
+    /// The registered targets that are not healthy (`initial`, `unhealthy`, `unavailable`), with
+    /// AWS's reason and description, for the failure's message.
+    pub not_healthy: Vec<TargetHealth>,
 }
 
 impl GreenTargets {
@@ -168,10 +181,16 @@ impl GreenTargets {
         if !self.found {
             return "green's target group or scaling group not found yet".into();
         }
-        format!(
+        let mut text = format!(
             "{}/{} green target(s) healthy, {} unhealthy, {} registered",
             self.healthy, self.desired, self.unhealthy, self.registered
-        )
+        );
+        let why = why_targets(&self.not_healthy);
+        if !why.is_empty() {
+            text.push_str(": ");
+            text.push_str(&why.join("; "));
+        }
+        text
     }
 }
 
@@ -221,6 +240,13 @@ pub enum RolloutEvent {
         /// The version that was rolling out.
         version: String,
     },
+    /// A first deploy that never served was replaced by the spec's new revision, directly.
+    Replaced {
+        /// The version deployed now.
+        version: String,
+        /// The version that never served.
+        from: String,
+    },
 }
 
 impl RolloutEvent {
@@ -232,6 +258,7 @@ impl RolloutEvent {
             Self::Succeeded { .. } => "RolloutSucceeded",
             Self::Failed { .. } => "RolloutFailed",
             Self::Cancelled { .. } => "RolloutCancelled",
+            Self::Replaced { .. } => "FirstDeployReplaced",
         }
     }
 
@@ -261,6 +288,10 @@ impl RolloutEvent {
             Self::Cancelled { version } => {
                 format!("rollout of version {version} cancelled: the spec no longer asks for it")
             }
+            Self::Replaced { version, from } => format!(
+                "version {version} replaces version {from}, which never served: deployed \
+                 directly, without a blue/green rollout"
+            ),
         }
     }
 }
@@ -347,6 +378,31 @@ fn blue_green(
             });
         }
         return steady(active, next, events, verdicts);
+    }
+
+    if state.unserved {
+        // Nothing serves yet, so nothing to roll out beside: the spec's revision replaces the
+        // first deploy at once (the controller's readiness restarts the wait for it).
+        if let Some(inflight) = &state.rollout {
+            events.push(RolloutEvent::Cancelled {
+                version: inflight.target_version.clone(),
+            });
+        }
+        events.push(RolloutEvent::Replaced {
+            version: spec.version.clone(),
+            from: active.version.clone(),
+        });
+        if next.failed.take().is_some() {
+            verdicts.push(RolloutVerdict {
+                type_: ROLLOUT_FAILED,
+                status: false,
+                reason: "Replaced",
+                message: format!("version {} deployed directly", spec.version),
+            });
+        }
+        next.active = Some(spec.clone());
+        next.rollout = None;
+        return steady(spec.clone(), next, events, verdicts);
     }
 
     if state.failed.as_deref() == Some(spec.id.as_str()) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use plinth_crds::{AppStatus, RolloutSpec};
 
+use super::health::TargetHealth;
 use super::machine::*;
 use crate::intent::{AppRevision, Serving};
 
@@ -51,6 +52,7 @@ fn healthy() -> Gates {
             registered: 2,
             healthy: 2,
             unhealthy: 0,
+            not_healthy: Vec::new(),
         },
         alarms_firing: Vec::new(),
     }
@@ -64,6 +66,16 @@ fn booting() -> Gates {
             registered: 2,
             healthy: 0,
             unhealthy: 0,
+            not_healthy: vec![
+                TargetHealth::new("i-0b1", "initial").because(
+                    "Elb.InitialHealthChecking",
+                    "Initial health checks in progress",
+                ),
+                TargetHealth::new("i-0b2", "initial").because(
+                    "Elb.InitialHealthChecking",
+                    "Initial health checks in progress",
+                ),
+            ],
         },
         ..healthy()
     }
@@ -77,6 +89,10 @@ fn unhealthy() -> Gates {
             registered: 2,
             healthy: 1,
             unhealthy: 1,
+            not_healthy: vec![TargetHealth::new("i-0abc", "unhealthy").because(
+                "Target.ResponseCodeMismatch",
+                "Health checks failed with these codes: [500]",
+            )],
         },
         ..healthy()
     }
@@ -260,6 +276,7 @@ fn a_step_does_not_advance_before_its_hold_or_before_the_pass_applied_its_weight
             started: t0(),
         }),
         failed: None,
+        unserved: false,
     };
     let early = decide(&v2, &spec(), &state, timing(), Some(&healthy()), at(58));
     assert_eq!(weight(&early.serving), Some(10));
@@ -288,6 +305,7 @@ fn at_step_one(v1: &AppRevision, v2: &AppRevision) -> RolloutState {
             started: t0(),
         }),
         failed: None,
+        unserved: false,
     }
 }
 
@@ -322,7 +340,19 @@ fn an_unhealthy_green_target_with_traffic_rolls_back_at_once() {
     );
     assert_rolled_back(&decision, &v1, &v2, "TargetsUnhealthy");
     let failed = verdict(&decision, ROLLOUT_FAILED).unwrap_or_else(|| panic!("no verdict"));
-    assert!(failed.message.contains("1 unhealthy"), "{}", failed.message);
+    assert_eq!(
+        failed.message,
+        "rollout of version 2.0.0 failed: 1/2 green target(s) healthy, 1 unhealthy, 2 registered: \
+         i-0abc unhealthy: Target.ResponseCodeMismatch (Health checks failed with these codes: [500])"
+    );
+    // The Warning event carries the same reasons.
+    assert_eq!(
+        decision.events[0].note(),
+        format!(
+            "{}; all traffic returned to the running version",
+            failed.message
+        )
+    );
 }
 
 #[test]
@@ -367,6 +397,16 @@ fn a_green_that_never_becomes_healthy_rolls_back_after_the_timeout() {
         at(600),
     );
     assert_rolled_back(&timed_out, &v1, &v2, "HealthTimeout");
+    let failed = verdict(&timed_out, ROLLOUT_FAILED).unwrap_or_else(|| panic!("no verdict"));
+    assert!(
+        failed.message.ends_with(
+            "0/2 green target(s) healthy, 0 unhealthy, 2 registered: \
+             i-0b1 initial: Elb.InitialHealthChecking (Initial health checks in progress); \
+             i-0b2 initial: Elb.InitialHealthChecking (Initial health checks in progress)"
+        ),
+        "{}",
+        failed.message
+    );
 }
 
 #[test]
@@ -488,4 +528,54 @@ fn timing_scales_hold_and_timeout_and_polls_a_tenth_of_a_step() {
     // Nonsense scales count as 1.
     assert_eq!(Timing::of(&rollout, f64::NAN, Duration::from_secs(5)), real);
     assert_eq!(Timing::of(&rollout, -1.0, Duration::from_secs(5)), real);
+}
+
+#[test]
+fn a_first_deploy_that_never_served_is_replaced_without_a_rollout() {
+    let (v09, v1) = (v("0.9.0"), v("1.0.0"));
+    let unserved = RolloutState {
+        unserved: true,
+        failed: Some("deadbeef".into()),
+        ..steady_on(&v09)
+    };
+    let (before, after) = pass(&v1, &unserved, &booting(), t0());
+    assert_eq!(before.serving, Serving::Steady(v1.clone()));
+    assert_eq!(before.state.active.as_ref(), Some(&v1));
+    assert_eq!(before.state.rollout, None);
+    assert_eq!(before.state.failed, None);
+    assert_eq!(reasons(&before.events), ["FirstDeployReplaced"]);
+    assert!(!before.events[0].is_warning());
+    assert!(
+        before.events[0].note().contains("never served"),
+        "{}",
+        before.events[0].note()
+    );
+    let failed = verdict(&before, ROLLOUT_FAILED).unwrap_or_else(|| panic!("no verdict"));
+    assert!(!failed.status);
+    // After the pass the spec's revision is the active one: nothing more happens.
+    assert_eq!(after.serving, Serving::Steady(v1.clone()));
+    assert!(after.events.is_empty());
+
+    // A rollout under way beside an unserved revision (an older operator's) is cancelled.
+    let rolling = RolloutState {
+        unserved: true,
+        ..at_step_one(&v09, &v1)
+    };
+    let v2 = v("2.0.0");
+    let decision = decide(&v2, &spec(), &rolling, timing(), None, t0());
+    assert_eq!(decision.serving, Serving::Steady(v2.clone()));
+    assert_eq!(
+        reasons(&decision.events),
+        ["RolloutCancelled", "FirstDeployReplaced"]
+    );
+
+    // The flag comes from status.app.firstDeploy.
+    let mut app = AppStatus::default();
+    steady_on(&v09).write_status(&mut app);
+    assert!(!RolloutState::from_status(Some(&app), t0()).unserved);
+    app.first_deploy = Some(plinth_crds::FirstDeployStatus {
+        revision: v09.id.clone(),
+        started_at: None,
+    });
+    assert!(RolloutState::from_status(Some(&app), t0()).unserved);
 }
