@@ -1,6 +1,7 @@
 //! A private AWS emulator for one test: the stack's strict layer (`tests/stack/aws/server.py`)
 //! started on a free loopback port with its own settings, so injected faults never reach the
-//! suites sharing the stack's emulator. Stopped when dropped.
+//! suites sharing the stack's emulator. Stopped when dropped: SIGTERM, so a data plane stops
+//! its instances, proxies and database servers, then SIGKILL if it takes too long.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -15,26 +16,54 @@ pub struct PrivateEmulator {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
+    /// Where its log goes (its data plane's reports, tracebacks), when the stack has a log dir.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl PrivateEmulator {
+    /// Starts the strict emulator with its data plane on (instances, load balancers, databases
+    /// and alarms run for real; service clocks `time_scale` times AWS's) and `settings`.
+    pub fn with_data_plane(time_scale: f64, settings: &[(&str, &str)]) -> Result<Self, StackError> {
+        let scale = time_scale.to_string();
+        let mut all = vec![
+            ("PLINTH_DATA_PLANE", "1"),
+            ("PLINTH_DATA_PLANE_TIME_SCALE", scale.as_str()),
+        ];
+        all.extend_from_slice(settings);
+        Self::start(&all)
+    }
+
     /// Starts the strict emulator with `settings` as extra environment (`PLINTH_FAULT_*` …) and
     /// waits for its "listening" line.
     pub fn start(settings: &[(&str, &str)]) -> Result<Self, StackError> {
         let python = stack_var("PLINTH_AWS_PYTHON")?;
         let server = stack_var("PLINTH_AWS_SERVER")?;
-        let mut child = Command::new(&python)
+        let stack_dir = stack_var("PLINTH_STACK_DIR")
+            .ok()
+            .map(std::path::PathBuf::from);
+        let log = stack_dir.as_ref().map(|dir| {
+            dir.join("logs")
+                .join(format!("{}.log", crate::unique_name("emulator")))
+        });
+        let stderr = log
+            .as_ref()
+            .and_then(|path| std::fs::File::create(path).ok())
+            .map_or_else(Stdio::null, Stdio::from);
+        let mut command = Command::new(&python);
+        command
             .args([server.as_str(), "--host", "127.0.0.1", "--port", "0"])
             .env("AWS_REGION", REGION)
             .envs(settings.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| StackError::Unreachable {
-                part: "a private AWS emulator",
-                endpoint: python.clone(),
-                source: e.into(),
-            })?;
+            .stderr(stderr);
+        if let Some(dir) = &stack_dir {
+            command.env("PLINTH_DATA_PLANE_DIR", dir.join("dataplane"));
+        }
+        let mut child = command.spawn().map_err(|e| StackError::Unreachable {
+            part: "a private AWS emulator",
+            endpoint: python.clone(),
+            source: e.into(),
+        })?;
         let stdout = child
             .stdout
             .take()
@@ -57,7 +86,11 @@ impl PrivateEmulator {
                 endpoint: server.clone(),
                 source: format!("unexpected first line {line:?}").into(),
             })?;
-        Ok(Self { child, endpoint })
+        Ok(Self {
+            child,
+            endpoint,
+            log,
+        })
     }
 
     /// CPU seconds the emulator has used so far.
@@ -83,8 +116,24 @@ impl PrivateEmulator {
     }
 }
 
+/// How long a stopping emulator may take: its data plane's instances drain first.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Drop for PrivateEmulator {
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = std::time::Instant::now() + STOP_GRACE;
+            while std::time::Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

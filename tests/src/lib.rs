@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod cluster;
+pub mod dataplane;
 pub mod emulator;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ mod api_validation;
 mod compute;
 mod controller;
 mod database;
+mod dataplane;
 mod faults;
 mod network;
 mod network_repair;
