@@ -167,6 +167,15 @@ pub async fn publish(config: &aws_config::SdkConfig, url: &str, body: Vec<u8>) {
         .unwrap_or_else(|e| panic!("PutObject {url}: {e:?}"));
 }
 
+/// The release the examples name (`spec.app.artifact` of `examples/*.yaml`).
+pub const EXAMPLE_RELEASE: &str = "s3://plinth-artifacts/plinth-ingest/1.0.0/plinth-ingest";
+
+/// Publishes the workspace's `plinth-ingest` ([`app_release`]) at `url` in the emulator.
+pub async fn publish_release(config: &aws_config::SdkConfig, url: &str) {
+    let body = std::fs::read(app_release()).unwrap_or_else(|e| panic!("reading the release: {e}"));
+    publish(config, url, body).await;
+}
+
 /// One call to the emulator's ACM in its JSON protocol (the test crate has no ACM SDK).
 async fn acm(emulator: &str, operation: &str, body: serde_json::Value) -> serde_json::Value {
     reqwest::Client::new()

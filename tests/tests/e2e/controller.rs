@@ -224,7 +224,13 @@ async fn paused_and_reconcile_requested_annotations() {
     })
     .await;
 
-    // A second platform: a reconcile request is handled at once and echoed in status.
+    // A second platform: a reconcile request is handled at once and echoed in status. It is
+    // built for real, instances and all: its release must be where the example says.
+    plinth_e2e::dataplane::publish_release(
+        &plinth_e2e::aws_config().await.unwrap(),
+        plinth_e2e::dataplane::EXAMPLE_RELEASE,
+    )
+    .await;
     api.create(
         &PostParams::default(),
         &example("minimal.yaml", "second", &ns.name),
@@ -291,6 +297,12 @@ async fn two_replicas_one_leader_failover_and_sigterm() {
     let first = eventually(WAIT, "a Lease holder", || lease_holder(&client, &ns.name)).await;
     assert_eq!(first, "replica-a");
     let b = OperatorProcess::spawn(binary, &ns.name, "replica-b");
+    // The platforms are built for real, instances and all: the release the example names.
+    plinth_e2e::dataplane::publish_release(
+        &plinth_e2e::aws_config().await.unwrap(),
+        plinth_e2e::dataplane::EXAMPLE_RELEASE,
+    )
+    .await;
 
     let api = ns.platforms();
     api.create(

@@ -888,8 +888,9 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
     dp.spec.compute.min_size = 1;
     dp.spec.compute.max_size = 3;
     dp.spec.compute.desired_capacity = Some(1);
-    dp.spec.compute.scaling.scale_out_cpu_percent = 20;
-    dp.spec.compute.scaling.scale_in_cpu_percent = 5;
+    // Low thresholds: the instance shares two cores with the whole test suite.
+    dp.spec.compute.scaling.scale_out_cpu_percent = 10;
+    dp.spec.compute.scaling.scale_in_cpu_percent = 2;
     dp.spec.compute.scaling.cooldown_seconds = 60;
     rig.create(&dp).await;
     let ready = rig
@@ -908,17 +909,17 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
 
     // Load: batches of 500 records, four clients, until the group has grown (bounded).
     let load = Load::start(&endpoint, &key, 4, 500);
-    let grown = eventually(
-        Duration::from_secs(180),
+    let grown = wait_for_capacity(
+        &rig,
+        &group,
         "the group to scale out",
-        || async {
-            let desired = desired_capacity(&rig.reader, &group).await;
-            (desired >= 2).then_some(desired)
-        },
+        Duration::from_secs(240),
+        Some(&load),
+        |desired| desired >= 2,
     )
     .await;
-    let sent = load.stop().await;
-    eprintln!("scaling: desired capacity {grown} after {sent} batches");
+    let answers = load.stop().await;
+    eprintln!("scaling: desired capacity {grown} under load; answers {answers:?}");
     let activities = rig
         .reader
         .autoscaling()
@@ -942,13 +943,13 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
     );
 
     // No load: the scale-in alarm holds for its ten periods, then one instance goes.
-    let shrunk = eventually(
-        Duration::from_secs(240),
+    let shrunk = wait_for_capacity(
+        &rig,
+        &group,
         "the group to scale back in",
-        || async {
-            let desired = desired_capacity(&rig.reader, &group).await;
-            (desired < grown).then_some(desired)
-        },
+        Duration::from_secs(240),
+        None,
+        |desired| desired < grown,
     )
     .await;
     eprintln!("scaling: back to {shrunk} without load");
@@ -973,15 +974,17 @@ async fn desired_capacity(reader: &AwsClients, group: &str) -> i32 {
 }
 
 /// Clients posting batches of `size` records as fast as they are answered (bounded: ten
-/// minutes, 5,000 batches).
+/// minutes, 5,000 batches), counting the answers by status.
 struct Load {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<usize>>,
+    answers: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(endpoint: &EndpointClient, key: &str, clients: usize, size: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
         let started = Instant::now();
         let batch: Vec<serde_json::Value> = (0..size)
             .map(|i| json!({"type": "load", "value": i, "payload": "x".repeat(64)}))
@@ -989,11 +992,12 @@ impl Load {
         let batch = Arc::new(serde_json::Value::Array(batch));
         let tasks = (0..clients)
             .map(|_| {
-                let (endpoint, key, stop, batch) = (
+                let (endpoint, key, stop, batch, answers) = (
                     endpoint.clone(),
                     key.to_owned(),
                     stop.clone(),
                     batch.clone(),
+                    answers.clone(),
                 );
                 tokio::spawn(async move {
                     let mut sent = 0usize;
@@ -1001,28 +1005,92 @@ impl Load {
                         && sent < 5_000 / clients
                         && started.elapsed() < Duration::from_secs(600)
                     {
-                        let _ = endpoint
+                        let answer = match endpoint
                             .http
                             .post(endpoint.url("/v1/jobs"))
                             .bearer_auth(&key)
                             .json(batch.as_ref())
                             .send()
-                            .await;
+                            .await
+                        {
+                            Ok(response) => response.status().as_u16().to_string(),
+                            Err(e) => format!("error: {e}"),
+                        };
+                        if let Ok(mut answers) = answers.lock() {
+                            *answers.entry(answer).or_default() += 1;
+                        }
                         sent += 1;
                     }
-                    sent
                 })
             })
             .collect();
-        Self { stop, tasks }
+        Self {
+            stop,
+            answers,
+            tasks,
+        }
     }
 
-    async fn stop(self) -> usize {
+    fn answers(&self) -> BTreeMap<String, usize> {
+        self.answers.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    async fn stop(self) -> BTreeMap<String, usize> {
         self.stop.store(true, Ordering::Relaxed);
-        let mut sent = 0;
+        let answers = self.answers.clone();
         for task in self.tasks {
-            sent += task.await.unwrap_or(0);
+            let _ = task.await;
         }
-        sent
+        answers.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// Waits until the group's desired capacity satisfies `check`; on timeout fails with the load's
+/// answers, the scaling alarms' states and the group's recent CPU as CloudWatch holds it.
+async fn wait_for_capacity(
+    rig: &Rig,
+    group: &str,
+    what: &str,
+    timeout: Duration,
+    load: Option<&Load>,
+    check: impl Fn(i32) -> bool,
+) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let desired = desired_capacity(&rig.reader, group).await;
+        if check(desired) {
+            return desired;
+        }
+        if Instant::now() > deadline {
+            let alarms = rig
+                .reader
+                .cloudwatch()
+                .await
+                .describe_alarms()
+                .send()
+                .await
+                .map(|a| {
+                    a.metric_alarms()
+                        .iter()
+                        .filter(|a| a.alarm_name().is_some_and(|n| n.contains("/cpu-")))
+                        .map(|a| {
+                            format!(
+                                "{:?} {:?}: {:?}",
+                                a.alarm_name(),
+                                a.state_value(),
+                                a.state_reason()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            panic!(
+                "timed out after {timeout:?} waiting for {what} (desired {desired}); load answers: \
+                 {:?}; alarms: {alarms:#?}; emulator log: {:?}",
+                load.map(Load::answers),
+                rig.emulator.log
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
