@@ -299,7 +299,7 @@ impl OperatorProcess {
     /// The AWS calls it has made so far by `(service, operation)`, from its `/metrics`.
     pub async fn aws_calls(&self) -> Result<BTreeMap<(String, String), u64>, reqwest::Error> {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let text = reqwest::get(url).await?.text().await?;
+        let text = crate::http_get(url).await?.text().await?;
         let mut calls = BTreeMap::new();
         for line in text
             .lines()

@@ -79,32 +79,38 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PLINTH_PORT", "8
 
 /// What `GET /_plinth/dataplane` reports (instances, load balancers, database servers).
 pub async fn describe(emulator: &str) -> Result<serde_json::Value, reqwest::Error> {
-    reqwest::get(format!("{emulator}/_plinth/dataplane"))
+    crate::http_get(format!("{emulator}/_plinth/dataplane"))
         .await?
         .error_for_status()?
         .json()
         .await
 }
 
-/// The workspace's `plinth-ingest` as a release file: built now (cargo does nothing when it is
-/// up to date) and stripped of its line tables into a copy beside it, so every instance
-/// downloads half as much.
+/// The workspace's `plinth-ingest` as a release file, stripped of its line tables into a copy
+/// beside it so every instance downloads half as much. `cargo test --workspace` (what
+/// `tests/run` runs) has built the binary with the workspace's features; it is built here only
+/// when missing or older than the webapp's sources, because `cargo build -p plinth-ingest`
+/// resolves features for that package alone and would rebuild its dependencies a second time.
 pub fn app_release() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap_or_else(|| panic!("tests/ has a parent"))
         .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "plinth-ingest", "--locked"])
-        .current_dir(&workspace)
-        .status()
-        .unwrap_or_else(|e| panic!("cargo build -p plinth-ingest: {e}"));
-    assert!(status.success(), "cargo build -p plinth-ingest failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace.join("target"));
     let binary = target.join("debug").join("plinth-ingest");
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let stale = built.is_none_or(|built| newest_source(&workspace.join("webapp")) > Some(built));
+    if stale {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "plinth-ingest", "--locked"])
+            .current_dir(&workspace)
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build -p plinth-ingest: {e}"));
+        assert!(status.success(), "cargo build -p plinth-ingest failed");
+    }
     let release = target.join("debug").join("plinth-ingest.release");
     let fresh = |path: &Path| {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -129,6 +135,26 @@ pub fn app_release() -> PathBuf {
             .unwrap_or_else(|e| panic!("renaming {}: {e}", partial.display()));
     }
     release
+}
+
+/// The newest modification time of the files under `dir` (its `src/` and `migrations/`, and
+/// its manifest).
+fn newest_source(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(dir.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok();
+    let mut pending = vec![dir.join("src"), dir.join("migrations")];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(Some(modified));
+            }
+        }
+    }
+    newest
 }
 
 /// Puts `body` at `url` (`s3://bucket/key`) in the emulator, creating the bucket when missing.
@@ -178,7 +204,7 @@ pub async fn publish_release(config: &aws_config::SdkConfig, url: &str) {
 
 /// One call to the emulator's ACM in its JSON protocol (the test crate has no ACM SDK).
 async fn acm(emulator: &str, operation: &str, body: serde_json::Value) -> serde_json::Value {
-    reqwest::Client::new()
+    crate::http()
         .post(emulator)
         .header("X-Amz-Target", format!("CertificateManager.{operation}"))
         .header("Content-Type", "application/x-amz-json-1.1")
@@ -256,6 +282,7 @@ impl EndpointClient {
             .parse::<std::net::IpAddr>()
             .map_err(|e| e.to_string())?;
         let port = if scheme == "https" { 443 } else { 80 };
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .resolve(host, std::net::SocketAddr::new(address, port))
             .timeout(Duration::from_secs(30))

@@ -106,7 +106,7 @@ impl PrivateEmulator {
     /// The emulator's call counts (`GET /_plinth/calls`).
     pub async fn calls(&self) -> serde_json::Value {
         let url = format!("{}/_plinth/calls", self.endpoint);
-        reqwest::get(&url)
+        crate::http_get(&url)
             .await
             .and_then(|r| r.error_for_status())
             .expect("the private emulator answers /_plinth/calls")

@@ -126,6 +126,19 @@ pub fn kubectl() -> Result<std::process::Command, StackError> {
     Ok(command)
 }
 
+/// An HTTP client for the tests and programs of this crate. reqwest is built with rustls here
+/// (the data plane's HTTPS endpoints) and without a crypto provider of its own, so the
+/// workspace's one (aws-lc-rs) is installed first; every client of the crate comes from here.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// `GET url` with [`http`].
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    http().get(url).send().await
+}
+
 /// AWS SDK configuration pointing at the emulator with the stack's dummy credentials.
 pub async fn aws_config() -> Result<aws_config::SdkConfig, StackError> {
     aws_config_for(&stack_var("AWS_ENDPOINT_URL")?, &stack_var("AWS_REGION")?).await

@@ -118,6 +118,8 @@ async fn bench(server: &str, db_name: &str, secs: u64, workers: usize) -> Result
         .max_connections(2)
         .connect(&url)
         .await?;
+    // reqwest may be built with rustls and no provider (features unified with the e2e tests').
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()?;

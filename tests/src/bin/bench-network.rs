@@ -25,7 +25,7 @@ type EmulatorCounts = BTreeMap<(String, String), u64>;
 
 async fn emulator_counts(endpoint: &str) -> Result<EmulatorCounts, String> {
     let url = format!("{}/_plinth/calls", endpoint.trim_end_matches('/'));
-    let body: serde_json::Value = reqwest::get(&url)
+    let body: serde_json::Value = plinth_e2e::http_get(&url)
         .await
         .map_err(|e| format!("cannot reach the emulator at {url}: {e}; {START_HINT}"))?
         .json()

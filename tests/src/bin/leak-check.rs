@@ -4,6 +4,10 @@
 //! `cargo test` and fails the run when it finds anything; each finding names the kind, the id and
 //! the platform, so the test that leaked is easy to find.
 //!
+//! The emulator's data plane is read too: an instance of a run's platform still running (its
+//! cloud-init, its unit, any process left in its cgroup) after the platform is gone is a leak
+//! of the same kind, found through `GET /_plinth/dataplane`.
+//!
 //! A run's platforms are recognised by the run id in their names (`PLINTH_TEST_RUN`, which
 //! `tests/run` sets and `plinth_e2e::unique_name` embeds), so leftovers of earlier runs on a
 //! reused stack are reported separately and do not fail this one.
@@ -345,6 +349,24 @@ async fn cloudwatch(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failur
     Ok(())
 }
 
+/// Instances the data plane still runs, or whose processes outlived them: the group they were
+/// launched by stands for the platform (its name holds the platform's namespace and name).
+async fn instances(endpoint: &str, out: &mut Vec<Found>) -> Result<(), Failure> {
+    let view = plinth_e2e::dataplane::describe(endpoint).await?;
+    for (id, instance) in view["instances"].as_object().into_iter().flatten() {
+        let running = instance["state"] != "stopped";
+        let processes = instance["pids"].as_array().is_some_and(|p| !p.is_empty());
+        if running || processes {
+            out.push(Found {
+                kind: "instance (data plane)",
+                id: format!("{id} ({}, pids {})", instance["state"], instance["pids"]),
+                platform: instance["group"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn scan(aws: &AwsClients) -> Result<Vec<Found>, Failure> {
     let mut found = Vec::new();
     ec2(aws, &mut found).await?;
@@ -375,13 +397,18 @@ async fn main() -> ExitCode {
     };
     let region = stack_var("AWS_REGION").unwrap_or_default();
     let aws = plinth_e2e::reader_clients(&config);
-    let found = match scan(&aws).await {
+    let mut found = match scan(&aws).await {
         Ok(found) => found,
         Err(e) => {
             eprintln!("leak-check: reading the emulator failed: {e}");
             return ExitCode::from(2);
         }
     };
+    let endpoint = stack_var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if let Err(e) = instances(&endpoint, &mut found).await {
+        eprintln!("leak-check: reading the emulator's data plane failed: {e}");
+        return ExitCode::from(2);
+    }
     // Names embed the run id between hyphens (see plinth_e2e::unique_name).
     let marker = format!("-{run}-");
     let (ours, older): (Vec<_>, Vec<_>) = found.iter().partition(|f| f.platform.contains(&marker));
@@ -393,7 +420,7 @@ async fn main() -> ExitCode {
     }
     if ours.is_empty() {
         println!(
-            "leak-check: run {run} in {region}: zero resources tagged for its platforms remain"
+            "leak-check: run {run} in {region}: zero resources tagged for its platforms remain, and no instance of theirs runs"
         );
         return ExitCode::SUCCESS;
     }

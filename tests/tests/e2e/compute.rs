@@ -11,7 +11,7 @@
 //!   a second pass changes nothing, and teardown leaves nothing tagged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use plinth_crds::DataPlatformStatus;
@@ -136,27 +136,6 @@ fn user_data_passes_cloud_init_schema_and_holds_no_secret() {
     );
 }
 
-/// The workspace's `plinth-ingest`, built now (cargo does nothing when it is up to date).
-fn plinth_ingest() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or_else(|| panic!("tests/ has a parent"))
-        .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "plinth-ingest", "--locked"])
-        .current_dir(&workspace)
-        .status()
-        .unwrap_or_else(|e| panic!("cargo build -p plinth-ingest: {e}"));
-    assert!(status.success(), "cargo build -p plinth-ingest failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace.join("target"));
-    let binary = target.join("debug").join("plinth-ingest");
-    assert!(binary.exists(), "{} was not built", binary.display());
-    binary
-}
-
 /// `user:password` from the stack's `DATABASE_URL` (`mysql://user:password@host:port`).
 fn database_login() -> (String, String) {
     let url = stack_var("DATABASE_URL").unwrap_or_else(|e| panic!("{e}"));
@@ -227,7 +206,7 @@ async fn the_rendered_unit_starts_the_webapp_with_the_secret_from_secrets_manage
     // The unit's environment as systemd would give it, and what differs on this machine: the
     // database is the stack's MariaDB (no TLS, so `required` cannot be honoured, and a fresh
     // database per test), AWS is the emulator, the port is free, and the first admin key.
-    let mut command = tokio::process::Command::new(plinth_ingest());
+    let mut command = tokio::process::Command::new(plinth_e2e::dataplane::app_release());
     command
         .args(args)
         .env_clear()
@@ -257,7 +236,7 @@ async fn the_rendered_unit_starts_the_webapp_with_the_secret_from_secrets_manage
             .unwrap_or_else(|e| panic!("starting plinth-ingest: {e}")),
     );
 
-    let http = reqwest::Client::new();
+    let http = plinth_e2e::http();
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     loop {
@@ -330,7 +309,7 @@ impl Harness {
     async fn new() -> Self {
         let endpoint = stack_var("AWS_ENDPOINT_URL").unwrap_or_else(|e| panic!("{e}"));
         let health = format!("{}/_plinth/health", endpoint.trim_end_matches('/'));
-        match reqwest::get(&health).await {
+        match plinth_e2e::http_get(&health).await {
             Ok(r) if r.status().is_success() => {}
             other => panic!(
                 "{}",

@@ -1113,7 +1113,7 @@ async fn a_real_controller_never_shows_the_password_and_retain_keeps_the_databas
 async fn admin(path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     let endpoint = stack_var("AWS_ENDPOINT_URL").unwrap_or_else(|e| panic!("{e}"));
     let url = format!("{}/_plinth/{path}", endpoint.trim_end_matches('/'));
-    let client = reqwest::Client::new();
+    let client = plinth_e2e::http();
     let request = match body {
         Some(body) => client.post(url).json(&body),
         None => client.get(url),

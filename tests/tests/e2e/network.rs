@@ -34,7 +34,7 @@ async fn emulator() -> Result<(aws_config::SdkConfig, String), StackError> {
         endpoint: endpoint.clone(),
         source,
     };
-    let response = reqwest::get(&health)
+    let response = plinth_e2e::http_get(&health)
         .await
         .map_err(|e| unreachable(e.into()))?;
     if !response.status().is_success() {
@@ -767,7 +767,7 @@ async fn a_pass_killed_right_after_the_vpc_create_leaves_one_vpc() {
 /// The emulator's admin endpoint.
 async fn admin(endpoint: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     let url = format!("{}/_plinth/{path}", endpoint.trim_end_matches('/'));
-    let client = reqwest::Client::new();
+    let client = plinth_e2e::http();
     let request = match body {
         Some(body) => client.post(url).json(&body),
         None => client.get(url),

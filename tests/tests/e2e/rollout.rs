@@ -241,7 +241,7 @@ impl Rig {
     async fn fail_targets_of(&self, revision: &AppRevision) {
         let url = format!("{}/_plinth/config", self.emulator.endpoint);
         let pattern = format!("{REVISION_TAG}={}", revision.id);
-        reqwest::Client::new()
+        plinth_e2e::http()
             .post(&url)
             .json(&json!({"unhealthy_target_groups": [pattern]}))
             .send()

@@ -44,7 +44,7 @@ async fn emulator() -> Result<(aws_config::SdkConfig, String), StackError> {
         endpoint: endpoint.clone(),
         source,
     };
-    let response = reqwest::get(&health)
+    let response = plinth_e2e::http_get(&health)
         .await
         .map_err(|e| unreachable(e.into()))?;
     if !response.status().is_success() {
@@ -57,7 +57,7 @@ async fn emulator() -> Result<(aws_config::SdkConfig, String), StackError> {
 
 /// A certificate in the emulator's ACM (moto checks that a listener's certificate exists).
 async fn certificate(endpoint: &str) -> String {
-    let response = reqwest::Client::new()
+    let response = plinth_e2e::http()
         .post(endpoint)
         .header("X-Amz-Target", "CertificateManager.RequestCertificate")
         .header("Content-Type", "application/x-amz-json-1.1")
@@ -961,7 +961,7 @@ async fn plain_http_forwards_and_the_health_check_changes_in_place() {
 
     // Drift: the header attribute switched off by hand is switched back on.
     // (A plain query request: the test crate has no ELBv2 SDK types to build the attribute.)
-    let response = reqwest::Client::new()
+    let response = plinth_e2e::http()
         .post(&h.endpoint)
         .header(
             "Authorization",

@@ -110,6 +110,8 @@ pub async fn spawn_app_on(db_name: &str, customize: impl FnOnce(&mut Config)) ->
         .connect(&format!("{}/{db_name}", server_url()))
         .await
         .expect("test pool");
+    // reqwest may be built with rustls and no provider (features unified with the e2e tests').
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     TestApp {
         address,
         client: reqwest::Client::builder()
