@@ -136,6 +136,19 @@ impl TestNamespace {
         .await
     }
 
+    /// Deletes the DataPlatform `name` and waits (up to `timeout`) until it is gone: the
+    /// operator has torn its AWS resources down and released the finalizer.
+    pub async fn delete_platform(&self, name: &str, timeout: Duration) {
+        let api = self.platforms();
+        api.delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+        eventually(timeout, "the platform to be torn down", || async {
+            api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+
     /// DataPlatforms in this namespace as untyped objects, for specs the typed API cannot hold.
     pub fn dynamic(&self) -> Api<DynamicObject> {
         Api::namespaced_with(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_e2e::cluster::{
     RunningOperator, TestNamespace, condition, eventually, example, install_crd, test_settings,
@@ -271,18 +271,7 @@ impl Rig {
     }
 
     async fn teardown(mut self, name: &str) {
-        self.api()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
-        let api = self.api();
-        eventually(CONVERGE, "the platform to be torn down", || async {
-            api.get_opt(name)
-                .await
-                .ok()
-                .and_then(|found| found.is_none().then_some(()))
-        })
-        .await;
+        self.ns.delete_platform(name, CONVERGE).await;
         // Nothing of the platform runs any more: every instance the data plane booted stopped.
         let plane = dataplane::describe(&self.emulator.endpoint)
             .await

@@ -251,19 +251,7 @@ impl Rig {
     }
 
     async fn teardown(self, name: &str, operator: RunningOperator) {
-        use kube::api::DeleteParams;
-        self.api()
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
-        let api = self.api();
-        eventually(CONVERGE, "the platform to be torn down", || async {
-            api.get_opt(name)
-                .await
-                .ok()
-                .and_then(|found| found.is_none().then_some(()))
-        })
-        .await;
+        self.ns.delete_platform(name, CONVERGE).await;
         assert!(
             self.scaling_group_revisions().await.is_empty(),
             "teardown removed every scaling group"

@@ -23,14 +23,16 @@ REGION = "us-east-1"
 PENDING_DESCRIBES = 2
 
 
-def start_server(extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Start server.py on a free port; return the process and its base URL."""
+def start_server(extra_env: dict | None = None, stderr=None) -> tuple[subprocess.Popen, str]:
+    """Start server.py on a free port; return the process and its base URL. `stderr`: where its
+    log goes (a file object), else this process's."""
     env = {**os.environ, "PLINTH_STRICT": "1", "PLINTH_PENDING_DESCRIBES": str(PENDING_DESCRIBES)}
     env.pop("PLINTH_PENDING_SECONDS", None)
     env.update(extra_env or {})
     process = subprocess.Popen(
         [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         env=env,
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import SERVER
+from conftest import SERVER, start_server
 
 REGION = "eu-west-1"
 SCALE = "0.05"
@@ -73,27 +72,16 @@ runcmd:
 
 
 def start_plane(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A server of its own with the data plane on, its state and log in `tmp`."""
     env = {
-        **os.environ,
         "AWS_REGION": REGION,
         "PLINTH_DATA_PLANE": "1",
         "PLINTH_DATA_PLANE_TIME_SCALE": SCALE,
         "PLINTH_DATA_PLANE_DIR": str(tmp),
         "PLINTH_PENDING_SECONDS": "0.2",
     }
-    log = open(tmp / "emulator.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env=env,
-    )
-    line = process.stdout.readline()
-    if "data_plane=1" not in line:
-        process.kill()
-        raise RuntimeError(f"no data plane: {line!r}; see {tmp / 'emulator.log'}")
-    return process, line.split("listening on ", 1)[1].split()[0]
+    process, url = start_server(env, stderr=open(tmp / "emulator.log", "w"))
+    return process, url
 
 
 @pytest.fixture(scope="module")
