@@ -17,6 +17,11 @@ import botocore.exceptions
 import pytest
 
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
+
+# Every client here names its endpoint, or is meant for moto in-process (`mock_aws`): the
+# stack's AWS_ENDPOINT_URL (tests/run sources .stack/env) would send the latter's calls to the
+# stack's emulator instead. Gone before any fixture makes a client.
+os.environ.pop("AWS_ENDPOINT_URL", None)
 REGION = "us-east-1"
 
 # Pending states end after this many describes, never by time: the suite is deterministic.

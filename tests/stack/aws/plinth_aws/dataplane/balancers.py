@@ -17,7 +17,7 @@ HAProxy 2.6 in master-worker mode (`-W -S <master socket>`), started through `Ho
   https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RedirectActionConfig.html
 - each target group a listener forwards to is a backend with the group's health check: path,
   port (`traffic-port` or a number), protocol, interval and timeout (scaled by
-  `data_plane.time_scale`), HealthyThresholdCount as `rise`, UnhealthyThresholdCount as `fall`,
+  `data_plane.time_scale`; the timeout never below a second), HealthyThresholdCount as `rise`, UnhealthyThresholdCount as `fall`,
   the `Matcher` codes ("200", "200-299", "200,202": HAProxy's `http-check expect status` takes
   AWS's syntax as it is). A check is `GET <path> HTTP/1.1` with `Host: <address>:<port>` of the
   target and `User-Agent: ELB-HealthChecker/2.0`, as AWS sends it. Requests go round robin
