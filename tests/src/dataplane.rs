@@ -112,12 +112,17 @@ pub fn app_release() -> PathBuf {
         assert!(status.success(), "cargo build -p plinth-ingest failed");
     }
     let release = target.join("debug").join("plinth-ingest.release");
+    // One copy at a time in this process (tests run in threads); a name of this process's own
+    // for the partial copy, renamed into place, against other processes.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let fresh = |path: &Path| {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         matches!((modified(path), modified(&binary)), (Some(a), Some(b)) if a >= b)
     };
     if !fresh(&release) {
-        // A unique temporary name, renamed into place: tests running at once may both strip.
         let partial = release.with_extension(format!("partial-{}", std::process::id()));
         let stripped = std::process::Command::new("strip")
             .arg("--strip-debug")

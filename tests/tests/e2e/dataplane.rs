@@ -819,6 +819,7 @@ async fn releases_that_cannot_serve_are_never_ready_and_are_rolled_back() {
     // clients sent through the load balancer, fires and the rollout rolls back.
     let failing = rig.broken("1.2.0", BrokenRelease::JobsAnswer500).await;
     let traffic = Traffic::start(&endpoint, &key, 2, Mix::Ingest);
+    let changed = Instant::now();
     rig.patch_app("ingest", "1.2.0", &failing).await;
     let alarmed = rig
         .wait(
@@ -835,7 +836,9 @@ async fn releases_that_cannot_serve_are_never_ready_and_are_rolled_back() {
     let samples = traffic.stop().await;
     let errors = samples.iter().filter(|s| s.error.is_some()).count();
     eprintln!(
-        "broken: the 5xx alarm rolled 1.2.0 back after {errors} failed of {} requests: {}",
+        "broken: the 5xx alarm rolled 1.2.0 back {:.1} s after the change, {errors} failed of {} \
+         requests: {}",
+        changed.elapsed().as_secs_f64(),
         samples.len(),
         message(&alarmed, "RolloutFailed")
     );
@@ -898,6 +901,7 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
 
     // Load: batches of 500 records, four clients, until the group has grown (bounded).
     let load = Load::start(&endpoint, &key, 4, 500);
+    let loaded = Instant::now();
     let grown = wait_for_capacity(
         &rig,
         &group,
@@ -908,7 +912,11 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
     )
     .await;
     let answers = load.stop().await;
-    eprintln!("scaling: desired capacity {grown} under load; answers {answers:?}");
+    let unloaded = Instant::now();
+    eprintln!(
+        "scaling: desired capacity 1 -> {grown} {:.1} s after the load began; answers {answers:?}",
+        loaded.elapsed().as_secs_f64()
+    );
     let activities = rig
         .reader
         .autoscaling()
@@ -941,7 +949,10 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
         |desired| desired < grown,
     )
     .await;
-    eprintln!("scaling: back to {shrunk} without load");
+    eprintln!(
+        "scaling: back to {shrunk} {:.1} s after the load stopped",
+        unloaded.elapsed().as_secs_f64()
+    );
     rig.teardown("ingest").await;
 }
 
