@@ -98,6 +98,17 @@ impl PrivateEmulator {
         crate::cpu_seconds(self.child.id())
     }
 
+    /// The last `lines` lines of the emulator's log (its data plane's reports and tracebacks),
+    /// for a failing test's message: CI keeps the output, not the stack's log directory.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let Some(text) = self.log.as_ref().and_then(|path| std::fs::read(path).ok()) else {
+            return "(no emulator log)".to_owned();
+        };
+        let text = String::from_utf8_lossy(&text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// SDK configuration for this emulator, with the stack's dummy credentials.
     pub async fn sdk_config(&self) -> Result<aws_config::SdkConfig, StackError> {
         crate::aws_config_for(&self.endpoint, REGION).await

@@ -20,6 +20,7 @@ https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/viewing_metrics_with_cloudwa
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ class Metrics:
         self._last = clock()
         self._last_cpu: dict[str, float] = {}
         self._last_db_cpu: dict[str, float] = {}
+        self._complaints: dict[str, str] = {}
 
     def interval(self) -> float:
         return max(0.25, 60.0 * self._time_scale() / 6)
@@ -63,17 +65,36 @@ class Metrics:
         # Naive UTC, as moto stores the timestamps of PutMetricData (its reads compare them).
         stamp = datetime.fromtimestamp(now, timezone.utc).replace(tzinfo=None)
         batches: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-        self._requests(batches, stamp)
-        self._hosts(batches, stamp)
-        self._instance_cpu(batches, stamp, elapsed)
-        self._database(batches, stamp, elapsed)
+        # Each source and each namespace on its own: a source that fails this turn (a proxy's log
+        # it cannot read, a database server going away) must not take the others' datapoints
+        # with it, or every alarm on them would sit in INSUFFICIENT_DATA with no word why.
+        for name, source in [
+            ("load balancer requests", lambda: self._requests(batches, stamp)),
+            ("target health counts", lambda: self._hosts(batches, stamp)),
+            ("instance CPU", lambda: self._instance_cpu(batches, stamp, elapsed)),
+            ("database CPU", lambda: self._database(batches, stamp, elapsed)),
+        ]:
+            try:
+                source()
+            except Exception as error:
+                self._complain(name, error)
         from moto.cloudwatch.models import cloudwatch_backends
 
         for (account, region), namespaces in batches.items():
             backend = cloudwatch_backends[account][region]
             for namespace, data in namespaces.items():
-                backend.put_metric_data(namespace, data)
+                try:
+                    backend.put_metric_data(namespace, data)
+                except Exception as error:
+                    self._complain(f"PutMetricData {namespace} in {account}/{region}", error)
         self._prune(now)
+
+    def _complain(self, what: str, error: Exception) -> None:
+        """A stderr line per failing source, again only when its error changes."""
+        said = f"{type(error).__name__}: {error}"
+        if self._complaints.get(what) != said:
+            self._complaints[what] = said
+            print(f"dataplane: metrics: {what} failed: {said}", file=sys.stderr)
 
     # -- sources ----------------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ from .metrics import Metrics
 from .services import Services
 
 LOOP_SECONDS = 0.5
+# A turn longer than this is reported with what each step took (a stuck step stops alarms,
+# metrics and instance changes alike, so it must show in the log, not only as a timeout).
+SLOW_TURN_SECONDS = 5.0
 # What an instance, a proxy and a database server need from the machine (tests/stack/up
 # installs them).
 REQUIRED_COMMANDS = ("ip", "haproxy", "cloud-init", "mariadbd", "mariadb-install-db", "setpriv", "nsenter")
@@ -80,6 +83,9 @@ class DataPlane:
         self.metrics = Metrics(self.balancers, self.instances, self.databases, time_scale)
         self.alarms = AlarmEvaluator(activities, time_scale)
         self._stop = threading.Event()
+        # When the current turn began and which step it is in, for the admin view.
+        self._turn_started = time.monotonic()
+        self._step = "starting"
         self._thread = threading.Thread(target=self._run, name="dataplane", daemon=True)
         self._thread.start()
 
@@ -103,12 +109,20 @@ class DataPlane:
         ]
         if self.metrics.due():
             steps.insert(3, ("metrics", self.metrics.publish))
+        self._turn_started = time.monotonic()
+        took = []
         for name, step in steps:
+            self._step = name
+            began = time.monotonic()
             try:
                 step()
             except Exception:
                 print(f"dataplane: {name} failed this turn:", file=sys.stderr)
                 traceback.print_exc()
+            took.append(f"{name} {time.monotonic() - began:.1f} s")
+        self._step = "idle"
+        if time.monotonic() - self._turn_started > SLOW_TURN_SECONDS:
+            print(f"dataplane: a slow turn: {', '.join(took)}", file=sys.stderr)
 
     def target_health(self, target_group_arn: str, target_id: str) -> tuple | None:
         return self.balancers.target_health(target_group_arn, target_id)
@@ -126,6 +140,8 @@ class DataPlane:
                 name: f"{address}:{port}" for name, (address, port) in self.databases.endpoints().items()
             },
             "instances": self.instances.describe(),
+            # the loop's step now, and how long its turn has lasted (a stuck step shows here)
+            "loop": {"step": self._step, "turn_seconds": round(time.monotonic() - self._turn_started, 1)},
         }
 
     def reset(self) -> None:
