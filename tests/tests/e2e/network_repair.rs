@@ -1,6 +1,7 @@
 //! The network's repair paths that only drift reaches, each asserted on AWS state read back: a
 //! route sent to the wrong target (`ReplaceRoute`), a route nobody asked for (`DeleteRoute`), a
-//! subnet that hands out public addresses (`ModifySubnetAttribute`). Besides guarding the
+//! subnet that hands out public addresses (`ModifySubnetAttribute`); and a subnet deleted by
+//! hand before the platform is, whose teardown must still leave nothing. Besides guarding the
 //! repairs, these are the calls through which the IAM policy check
 //! (`tests/src/bin/policy-check.rs`) sees the network's drift-only grants used.
 
@@ -157,7 +158,20 @@ async fn routes_and_subnet_attributes_are_repaired_in_place() {
         );
     }
 
+    // By hand: subnet a is deleted (AWS drops its route-table association with it), then the
+    // platform is: the teardown finds the association gone and still removes everything.
+    reader
+        .delete_subnet()
+        .subnet_id(&subnet_a)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("deleting subnet a by hand: {e:?}"));
     cli::destroy(&platform, &file, pace(), &mut log)
         .await
-        .unwrap_or_else(|e| panic!("destroy: {e}"));
+        .unwrap_or_else(|e| panic!("destroy after a subnet was deleted by hand: {e}"));
+    let left = crate::network::tagged(&reader, &name).await;
+    assert!(
+        left.values().all(Vec::is_empty),
+        "resources tagged for {name} remain after destroy: {left:?}"
+    );
 }
