@@ -158,18 +158,29 @@ impl TestNamespace {
         )
     }
 
-    /// Deletes the test's DataPlatforms, then the namespace. The objects go first because the
-    /// stack runs no namespace controller (a deleted namespace stays `Terminating` with its
-    /// contents), and an operator under test elsewhere must not find them.
+    /// Deletes the namespace; the stack's namespace controller deletes what is in it and
+    /// removes it once its objects are gone. A platform the test left behind keeps Plinth's
+    /// finalizer with no operator to release it, which would hold the namespace `Terminating`
+    /// for ever: the finalizer is dropped here (its AWS resources, if any, are the leak check's
+    /// to report). A test that means to tear a platform down calls
+    /// [`TestNamespace::delete_platform`] first.
     pub async fn delete(self) {
-        let _ = self
-            .platforms()
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let _ = namespaces
             .delete(&self.name, &DeleteParams::default())
             .await;
+        let platforms = self.dynamic();
+        let Ok(left) = platforms.list(&ListParams::default()).await else {
+            return;
+        };
+        let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+        for platform in left.items {
+            if let Some(name) = platform.metadata.name.as_deref() {
+                let _ = platforms
+                    .patch(name, &PatchParams::default(), &release)
+                    .await;
+            }
+        }
     }
 }
 

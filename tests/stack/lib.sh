@@ -17,6 +17,9 @@ AWS_PORT=${PLINTH_AWS_PORT:-4566}
 ETCD_PORT=${PLINTH_ETCD_PORT:-12379}
 ETCD_PEER_PORT=${PLINTH_ETCD_PEER_PORT:-12380}
 APISERVER_PORT=${PLINTH_APISERVER_PORT:-16443}
+# kube-controller-manager serves only its health endpoints there.
+CONTROLLER_MANAGER_PORT=${PLINTH_CONTROLLER_MANAGER_PORT:-16257}
+CONTROLLER_MANAGER_CONTROLLERS=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller
 DB_USER=plinth
 DB_PASSWORD=plinth
 # The shared emulator's data plane: alarm periods, cooldowns and health-check timings run this
@@ -119,4 +122,5 @@ mariadb_client() { mariadb --protocol=tcp -h 127.0.0.1 -P "$MARIADB_PORT" -u "$D
 mariadb_healthy() { mariadb_client -N -e 'SELECT 1' >/dev/null 2>&1; }
 aws_healthy() { curl -fsS "http://127.0.0.1:$AWS_PORT/_plinth/health" >/dev/null 2>&1; }
 etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+controller_manager_healthy() { curl -fsSk "https://127.0.0.1:$CONTROLLER_MANAGER_PORT/healthz" >/dev/null 2>&1; }
 apiserver_healthy() { "$(k8s_bin_dir)/kubectl" --kubeconfig "$STACK_DIR/kubeconfig" get --raw /readyz >/dev/null 2>&1; }

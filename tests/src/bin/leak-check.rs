@@ -8,6 +8,10 @@
 //! cloud-init, its unit, any process left in its cgroup) after the platform is gone is a leak
 //! of the same kind, found through `GET /_plinth/dataplane`.
 //!
+//! The test namespaces of the run are read too: with the stack's kube-controller-manager a
+//! deleted namespace goes once its objects are gone, so one of this run still there a minute
+//! after the tests (`Terminating` on a finalizer nobody releases, or never deleted) is a leak.
+//!
 //! A run's platforms are recognised by the run id in their names (`PLINTH_TEST_RUN`, which
 //! `tests/run` sets and `plinth_e2e::unique_name` embeds), so leftovers of earlier runs on a
 //! reused stack are reported separately and do not fail this one.
@@ -379,6 +383,54 @@ async fn scan(aws: &AwsClients) -> Result<Vec<Found>, Failure> {
     Ok(found)
 }
 
+/// How long the namespace controller may take to finish the deletes the last tests made.
+const NAMESPACE_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// This run's namespaces still there after [`NAMESPACE_GRACE`], with their phase and the
+/// conditions that say what holds them.
+async fn namespaces_left(marker: &str) -> Result<Vec<(String, String)>, Failure> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ListParams};
+
+    let client = plinth_e2e::kube_client().await?;
+    let api: Api<Namespace> = Api::all(client);
+    let deadline = std::time::Instant::now() + NAMESPACE_GRACE;
+    loop {
+        let left: Vec<Namespace> = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|ns| {
+                ns.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.contains(marker))
+            })
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return Ok(left
+                .into_iter()
+                .map(|ns| {
+                    let status = ns.status.unwrap_or_default();
+                    let held: Vec<String> = status
+                        .conditions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| c.status == "True")
+                        .map(|c| format!("{}: {}", c.type_, c.message.unwrap_or_default()))
+                        .collect();
+                    (
+                        ns.metadata.name.unwrap_or_default(),
+                        format!("{} {}", status.phase.unwrap_or_default(), held.join("; ")),
+                    )
+                })
+                .collect());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let run = match std::env::var("PLINTH_TEST_RUN") {
@@ -418,11 +470,26 @@ async fn main() -> ExitCode {
             older.len()
         );
     }
+    let namespaces = match namespaces_left(&marker).await {
+        Ok(namespaces) => namespaces,
+        Err(e) => {
+            eprintln!("leak-check: reading the API server's namespaces failed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (name, state) in &namespaces {
+        println!("leak-check: namespace {name} of this run remains: {state}");
+    }
     if ours.is_empty() {
         println!(
             "leak-check: run {run} in {region}: zero resources tagged for its platforms remain, and no instance of theirs runs"
         );
-        return ExitCode::SUCCESS;
+        return if namespaces.is_empty() {
+            println!("leak-check: run {run}: every test namespace of the run is gone");
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     println!(
         "leak-check: run {run} in {region}: {} resource(s) still tagged for this run's platforms:",

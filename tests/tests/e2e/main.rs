@@ -8,6 +8,7 @@ mod controller;
 mod database;
 mod dataplane;
 mod faults;
+mod namespace;
 mod network;
 mod network_repair;
 mod rollout;

@@ -153,7 +153,7 @@ fn component(tags: &[Tag]) -> String {
 
 /// Every resource of every network kind tagged for `platform`, as `(component, id)` per kind,
 /// read straight from AWS (NAT gateways in state `deleted` are gone).
-async fn tagged(
+pub(crate) async fn tagged(
     ec2: &aws_sdk_ec2::Client,
     platform: &str,
 ) -> BTreeMap<&'static str, Vec<(String, String)>> {
