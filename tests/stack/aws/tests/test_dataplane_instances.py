@@ -296,3 +296,31 @@ def test_sweep_undoes_what_a_killed_emulator_left(tmp_path):
     for pid in instance["pids"]:
         assert not alive(pid), f"process {pid} survived the sweep"
     assert f"plinth-dataplane {block} begin" not in Path("/etc/hosts").read_text()
+
+
+def test_an_instance_seen_before_moto_names_its_group_joins_the_group_on_a_later_turn(tmp_path):
+    """moto's Auto Scaling makes an instance (visible to the loop) before it sets the instance's
+    group; the loop must not keep the instance groupless, or the group's `CPUUtilization` (what
+    the scaling alarms read) and its launch activity would miss it for good. No server: the
+    record and the activity log are the data plane's own objects."""
+    from types import SimpleNamespace
+
+    from plinth_aws.dataplane.activities import Activities
+    from plinth_aws.dataplane.instances import InstanceRecord, Instances
+
+    activities = Activities()
+    instances = Instances.__new__(Instances)
+    instances._activities = activities
+    record = InstanceRecord("i-0123", "123456789012", REGION, None, tmp_path, 0.0)
+    instance = SimpleNamespace(id="i-0123")
+
+    instances._join_group(record, instance)  # the turn that saw it before moto named the group
+    assert record.group_name is None
+    group = SimpleNamespace(name="asg-web")
+    instance.autoscaling_group = group
+    instances._join_group(record, instance)  # a later turn
+    assert record.group_name == "asg-web"
+    launches = [a.description for a in activities.of("123456789012", REGION, "asg-web")]
+    assert launches == ["Launching a new EC2 instance: i-0123"]
+    instances._join_group(record, instance)  # once only
+    assert len(activities.of("123456789012", REGION, "asg-web")) == 1

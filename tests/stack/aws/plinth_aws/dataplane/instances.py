@@ -292,6 +292,8 @@ class Instances:
             for instance_id, (account, region, instance) in live.items():
                 if instance_id not in known:
                     self._start(account, region, instance)
+                elif self._records[instance_id].group_name is None:
+                    self._join_group(self._records[instance_id], instance)
             for instance_id in known - set(live):
                 record = self._records[instance_id]
                 if record.state in ("booting", "running"):
@@ -316,27 +318,37 @@ class Instances:
     # -- start ------------------------------------------------------------------------------
 
     def _start(self, account: str, region: str, instance) -> None:
-        group = getattr(instance, "autoscaling_group", None)
         record = InstanceRecord(
             instance_id=instance.id,
             account=account,
             region=region,
-            group_name=getattr(group, "name", None),
+            group_name=None,
             dir=self._host.state_dir / "instances" / instance.id,
             first_seen=time.monotonic(),
         )
         self._records[instance.id] = record
-        if group is not None and not self._activities.mentions(account, region, group.name, instance.id):
+        self._join_group(record, instance)
+        details = _launch_details(account, region, instance)
+        threading.Thread(target=self._boot, args=(record, details), name=f"boot-{instance.id}", daemon=True).start()
+
+    def _join_group(self, record: InstanceRecord, instance) -> None:
+        """The instance's scaling group, once moto has set it. moto's Auto Scaling makes the
+        instance (visible to this loop) before it sets `autoscaling_group` on it, so a turn can
+        see an instance of a group without its group; it is looked at again every turn until
+        known, or the group's CPU metric and the launch activity would miss the instance."""
+        group = getattr(instance, "autoscaling_group", None)
+        if group is None:
+            return
+        record.group_name = group.name
+        if not self._activities.mentions(record.account, record.region, group.name, record.instance_id):
             self._activities.record(
-                account,
-                region,
+                record.account,
+                record.region,
                 group,
-                f"Launching a new EC2 instance: {instance.id}",
+                f"Launching a new EC2 instance: {record.instance_id}",
                 f"At {_aws_time()} an instance was started in response to a difference between "
                 "desired and actual capacity.",
             )
-        details = _launch_details(account, region, instance)
-        threading.Thread(target=self._boot, args=(record, details), name=f"boot-{instance.id}", daemon=True).start()
 
     def _boot(self, record: InstanceRecord, details: dict) -> None:
         console = self.logs / record.instance_id / "console.log"
