@@ -426,3 +426,8 @@ pub fn condition(dp: &DataPlatform, type_: &str) -> Option<(String, String)> {
         .find(|c| c.type_ == type_)
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
+
+/// Whether condition `type_` on `dp` is `True`.
+pub fn is_true(dp: &DataPlatform, type_: &str) -> bool {
+    condition(dp, type_).is_some_and(|(status, _)| status == "True")
+}

@@ -287,7 +287,7 @@ impl EndpointClient {
             .parse::<std::net::IpAddr>()
             .map_err(|e| e.to_string())?;
         let port = if scheme == "https" { 443 } else { 80 };
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .resolve(host, std::net::SocketAddr::new(address, port))
             .timeout(Duration::from_secs(30))

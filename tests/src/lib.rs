@@ -130,8 +130,14 @@ pub fn kubectl() -> Result<std::process::Command, StackError> {
 /// (the data plane's HTTPS endpoints) and without a crypto provider of its own, so the
 /// workspace's one (aws-lc-rs) is installed first; every client of the crate comes from here.
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// Installs the workspace's rustls crypto provider (aws-lc-rs) for this process, before any
+/// reqwest client is built; a second call does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// `GET url` with [`http`].

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_e2e::cluster::{
-    RunningOperator, TestNamespace, condition, eventually, example, install_crd, test_settings,
+    RunningOperator, TestNamespace, condition, eventually, example, install_crd, is_true,
+    test_settings,
 };
 use plinth_e2e::dataplane::{self, BrokenRelease, EndpointClient};
 use plinth_e2e::emulator::PrivateEmulator;
@@ -295,10 +296,6 @@ impl Rig {
         }
         self.ns.delete().await;
     }
-}
-
-fn is_true(dp: &DataPlatform, type_: &str) -> bool {
-    condition(dp, type_).is_some_and(|(status, _)| status == "True")
 }
 
 fn message(dp: &DataPlatform, type_: &str) -> String {

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
 use plinth_crds::DataPlatform;
 use plinth_e2e::cluster::{
-    RunningOperator, TestNamespace, condition, eventually, install_crd, test_settings,
+    RunningOperator, TestNamespace, eventually, example, install_crd, is_true, test_settings,
 };
 use plinth_e2e::{aws_config, kube_client};
 use plinth_operator::aws::{AwsClients, AwsOptions};
@@ -25,34 +25,11 @@ const CONVERGE: Duration = Duration::from_secs(180);
 /// Both torn down, finalizers released, the namespace controller's next look finds it empty.
 const TEARDOWN: Duration = Duration::from_secs(240);
 
+/// The minimal example named `name` in `namespace`, on its own address range.
 fn platform(namespace: &str, name: &str, cidr: &str) -> DataPlatform {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "plinth.dev/v1alpha1",
-        "kind": "DataPlatform",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "region": "eu-west-1",
-            "network": {
-                "cidr": cidr,
-                "availabilityZones": ["eu-west-1a", "eu-west-1b"],
-                "natGateways": "Single",
-            },
-            "loadBalancer": {"allowedCidrs": ["203.0.113.0/24"]},
-            "compute": {
-                "instanceType": "t3.small",
-                "imageId": "ami-0123456789abcdef0",
-                "minSize": 1,
-                "maxSize": 2,
-            },
-            "database": {"minCapacity": 0.5, "maxCapacity": 2},
-            "app": {
-                "version": "1.0.0",
-                "artifact": "s3://plinth-artifacts/plinth-ingest/1.0.0/plinth-ingest",
-                "port": 8080,
-            },
-        },
-    }))
-    .unwrap_or_else(|e| panic!("a DataPlatform: {e}"))
+    let mut dp = example("minimal.yaml", name, namespace);
+    dp.spec.network.cidr = cidr.to_owned();
+    dp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +57,7 @@ async fn deleting_a_namespace_tears_down_its_platforms_and_the_namespace_goes() 
     for (name, _) in names {
         eventually(CONVERGE, &format!("{name} Ready"), || async {
             let dp = platforms.get(name).await.ok()?;
-            (condition(&dp, "Ready").map(|(status, _)| status) == Some("True".into())).then_some(())
+            is_true(&dp, "Ready").then_some(())
         })
         .await;
         let built = tagged(&reader, &format!("{}/{name}", team.name)).await;
@@ -98,10 +75,7 @@ async fn deleting_a_namespace_tears_down_its_platforms_and_the_namespace_goes() 
         .await
         .unwrap_or_else(|e| panic!("deleting the namespace: {e}"));
     eventually(TEARDOWN, "the namespace to be gone", || async {
-        match namespaces.get_opt(&team.name).await {
-            Ok(None) => Some(()),
-            _ => None,
-        }
+        matches!(namespaces.get_opt(&team.name).await, Ok(None)).then_some(())
     })
     .await;
     eprintln!(

@@ -15,7 +15,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plinth_crds::{DataPlatform, RolloutSpec};
 use plinth_e2e::cluster::{
-    RunningOperator, TestNamespace, condition, eventually, example, install_crd, test_settings,
+    RunningOperator, TestNamespace, condition, eventually, example, install_crd, is_true,
+    test_settings,
 };
 use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::kube_client;
@@ -274,10 +275,6 @@ fn spec_with_steps(
         ..RolloutSpec::default()
     };
     dp
-}
-
-fn is_true(dp: &DataPlatform, type_: &str) -> bool {
-    condition(dp, type_).is_some_and(|(status, _)| status == "True")
 }
 
 fn rollout_of(dp: &DataPlatform) -> Option<(i32, i32, Option<String>)> {
