@@ -148,6 +148,11 @@ pub trait Driver: Send + Sync {
     /// Creates the component, tagged in the same call, and returns it as observed (its
     /// lifecycle may be [`Lifecycle::Pending`](super::observed::Lifecycle::Pending)). "Already
     /// exists" for the same client token or name is success: return the existing resource.
+    ///
+    /// The error says whether AWS may have made it, which the [journal](super::journal) relies
+    /// on: [`ActError::Refused`] and [`ActError::Pending`] only when AWS answered the create
+    /// and made nothing; [`ActError::Retryable`] when it may have (no answer, a 5xx, or a step
+    /// after the create that failed).
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError>;
 
     /// Changes only the listed fields of an existing resource and returns it as observed.
@@ -156,6 +161,13 @@ pub trait Driver: Send + Sync {
     /// Deletes a resource Plinth created.
     async fn delete(&self, current: &ObservedResource, scope: &Scope)
     -> Result<Deletion, ActError>;
+
+    /// Whether sending the same create twice makes one resource (a client token, or AWS
+    /// answering a same-settings create by name with the existing resource). Such creates are
+    /// never held back by the [journal](super::journal) while AWS does not list them yet.
+    fn idempotent_create(&self) -> bool {
+        false
+    }
 
     /// Every IAM action this driver's calls need (`ec2:DescribeVpcs`, …): the one source of the
     /// operator's least-privilege policy (`plinth iam-policy`), checked against the calls the

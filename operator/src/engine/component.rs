@@ -117,6 +117,11 @@ impl<S> Components<S> {
         Ok(Observed::new(found))
     }
 
+    /// The registered kind called `name`.
+    pub fn kind_named(&self, name: &str) -> Option<Kind> {
+        self.by_kind.keys().copied().find(|k| k.as_str() == name)
+    }
+
     /// Every IAM action the registered drivers declare, deduplicated and sorted.
     pub fn iam_actions(&self) -> BTreeSet<&'static str> {
         self.by_kind

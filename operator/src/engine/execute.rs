@@ -20,6 +20,7 @@ use super::act::{ActError, CreateRequest, Deletion, Driver, Drivers, UpdateReque
 use super::attr::{AttrValue, Attrs};
 use super::desired::DesiredResource;
 use super::identity::Scope;
+use super::journal::Journal;
 use super::key::{Key, Kind};
 use super::observed::{Lifecycle, Observed, ObservedResource};
 use super::plan::{Action, ActionId, Op, Plan};
@@ -83,6 +84,9 @@ pub enum Change {
         id: String,
         /// Whether it is gone already, or AWS is still deleting it.
         done: bool,
+        /// It was a second resource for a component that already had one (a create repeated
+        /// before AWS listed the first): a warning, which the campaigns count.
+        duplicate: bool,
     },
 }
 
@@ -215,6 +219,19 @@ pub async fn execute(
     scope: &Scope,
     options: ExecuteOptions,
 ) -> Report {
+    execute_journaled(plan, observed, drivers, scope, options, None).await
+}
+
+/// Runs `plan` like [`execute`], recording creates and deletes in `journal` and holding the
+/// creates it says AWS may have made already (see [`super::journal`]).
+pub async fn execute_journaled(
+    plan: &Plan,
+    observed: &Observed,
+    drivers: &dyn Drivers,
+    scope: &Scope,
+    options: ExecuteOptions,
+    journal: Option<&Journal>,
+) -> Report {
     let mut report = Report::default();
     for stall in &plan.stalls {
         report.refused.push(Failure {
@@ -276,7 +293,7 @@ pub async fn execute(
                 Op::Create { desired, .. } | Op::Update { desired, .. } => resolve(desired, &known),
                 Op::Delete { .. } => Ok(Attrs::new()),
             };
-            running.push(run(drivers.driver(action.kind), action, attrs, scope).boxed());
+            running.push(run(drivers.driver(action.kind), action, attrs, scope, journal).boxed());
         }
         let Some(event) = running.next().await else {
             break;
@@ -414,6 +431,7 @@ async fn run<'a>(
     action: &'a Action,
     attrs: Result<Attrs, ActError>,
     scope: &'a Scope,
+    journal: Option<&'a Journal>,
 ) -> Event {
     let result = async {
         let driver = driver.ok_or_else(|| {
@@ -433,7 +451,28 @@ async fn run<'a>(
                     scope,
                     client_token: &client_token,
                 };
-                driver.create(request).await.map(Done::Created)
+                let Some(journal) = journal else {
+                    return driver.create(request).await.map(Done::Created);
+                };
+                if !driver.idempotent_create()
+                    && let Some(reason) = journal.hold(&action.key).await
+                {
+                    return Err(ActError::Pending { reason });
+                }
+                journal.begin(&action.key, action.kind).await?;
+                let created = driver.create(request).await;
+                match &created {
+                    Ok(resource) => journal.created(&action.key, &resource.id).await,
+                    // AWS answered and refused the call, or said to wait (a dependency busy, a
+                    // role not usable yet): nothing was made, so nothing is awaited.
+                    Err(ActError::Refused { .. } | ActError::Pending { .. }) => {
+                        journal.abandoned(&action.key).await;
+                    }
+                    // No answer, a 5xx, or a step after the create that failed: what it may have
+                    // made is awaited before the create is sent again.
+                    Err(ActError::Retryable { .. }) => {}
+                }
+                created.map(Done::Created)
             }
             Op::Update {
                 current, changes, ..
@@ -447,7 +486,13 @@ async fn run<'a>(
                 };
                 driver.update(request).await.map(Done::Updated)
             }
-            Op::Delete { current, .. } => driver.delete(current, scope).await.map(Done::Deleted),
+            Op::Delete { current, .. } => {
+                let deletion = driver.delete(current, scope).await;
+                if let (Ok(Deletion::Gone), Some(journal)) = (&deletion, journal) {
+                    journal.deleted(&action.key, action.kind, &current.id).await;
+                }
+                deletion.map(Done::Deleted)
+            }
         }
     }
     .await;
@@ -591,16 +636,23 @@ fn record(
             settled(&resource)
         }
         Ok(Done::Deleted(deletion)) => {
-            let id = match &action.op {
-                Op::Delete { current, .. } => current.id.clone(),
-                _ => String::new(),
+            let (id, duplicate) = match &action.op {
+                Op::Delete { current, reason } => (
+                    current.id.clone(),
+                    *reason == super::plan::DeleteReason::Duplicate,
+                ),
+                _ => (String::new(), false),
             };
             tracing::info!(key = %action.key, %id, ?deletion, "deleted");
             if known.ids.get(&action.key) == Some(&id) {
                 known.remove(&action.key);
             }
             let done = deletion == Deletion::Gone;
-            report.applied.push(applied(Change::Deleted { id, done }));
+            report.applied.push(applied(Change::Deleted {
+                id,
+                done,
+                duplicate,
+            }));
             if done {
                 Outcome::Ready
             } else {

@@ -13,6 +13,9 @@
 //! - [`pass`]: one pass of the loop ([`Engine::reconcile`], [`Engine::preview`] for
 //!   `plinth plan`, [`Engine::teardown`] for the finalizer and `plinth destroy`).
 //! - [`identity`]: the tags, deterministic names and client tokens every create carries.
+//! - [`journal`]: the memory of recent creates and deletes that AWS's eventually consistent
+//!   reads may not show yet, so a create is never sent twice and a deleted resource never
+//!   comes back.
 //!
 //! One pass, as the controller and `plinth apply` run it:
 //! ```ignore
@@ -50,6 +53,7 @@ pub mod component;
 pub mod desired;
 pub mod execute;
 pub mod identity;
+pub mod journal;
 pub mod key;
 pub mod observed;
 pub mod pass;
@@ -65,6 +69,7 @@ pub use component::{Component, Components, DesiredError, DuplicateKind};
 pub use desired::{DesiredGraph, DesiredResource, GraphError};
 pub use execute::{Applied, Blocked, Change, ExecuteOptions, Failure, Pending, Report, execute};
 pub use identity::{COMPONENT_TAG, PLATFORM_TAG, Scope};
+pub use journal::{DEFAULT_VISIBILITY_WINDOW, Entry, Journal, JournalStore, Operation, Unlisted};
 pub use key::{Key, Kind};
 pub use observed::{Lifecycle, Observed, ObservedResource};
 pub use pass::{Engine, Pass, PassError};

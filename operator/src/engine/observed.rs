@@ -121,6 +121,21 @@ impl Observed {
         self.by_key.get(key).and_then(|group| group.first())
     }
 
+    /// Makes the resource `id` stand for `key` (the one the engine recorded creating), moving
+    /// any other resource of the key among its duplicates. False when `key` has no resource
+    /// `id`.
+    pub fn prefer(&mut self, key: &Key, id: &str) -> bool {
+        let Some(group) = self.by_key.get_mut(key) else {
+            return false;
+        };
+        let Some(index) = group.iter().position(|r| r.id == id) else {
+            return false;
+        };
+        let chosen = group.remove(index);
+        group.insert(0, chosen);
+        true
+    }
+
     /// Resources beyond the first that carry `key`.
     pub fn duplicates(&self, key: &Key) -> &[ObservedResource] {
         self.by_key

@@ -5,8 +5,9 @@
 use super::act::ActError;
 use super::component::{Components, DesiredError};
 use super::desired::DesiredGraph;
-use super::execute::{ExecuteOptions, Report, execute};
+use super::execute::{ExecuteOptions, Report, execute_journaled};
 use super::identity::Scope;
+use super::journal::{Journal, Unlisted};
 use super::observed::{Observed, ObservedResource};
 use super::plan::{Plan, plan, plan_teardown};
 
@@ -47,9 +48,12 @@ pub struct Pass {
     pub plan: Plan,
     /// What acting did (empty for a preview).
     pub report: Report,
-    /// How many of the platform's resources the observe found: zero at the start of a teardown
-    /// pass means everything is gone and the finalizer may go.
+    /// How many of the platform's resources the observe found, plus the recent creates AWS may
+    /// not list yet ([`Pass::unlisted`]): zero at the start of a teardown pass means
+    /// everything is gone and the finalizer may go.
     pub found: usize,
+    /// Recent creates the journal remembers that the observe did not list.
+    pub unlisted: Vec<Unlisted>,
     /// What the observe found (retained resources left out), for the outputs status reports
     /// (resource ids, endpoints).
     pub observed: Observed,
@@ -61,6 +65,7 @@ pub struct Engine<'a, S> {
     components: &'a Components<S>,
     scope: &'a Scope,
     options: ExecuteOptions,
+    journal: Option<&'a Journal>,
 }
 
 impl<'a, S> Engine<'a, S> {
@@ -70,24 +75,51 @@ impl<'a, S> Engine<'a, S> {
             components,
             scope,
             options,
+            journal: None,
         }
     }
 
-    async fn observe(&self) -> Result<Observed, PassError> {
-        self.components
+    /// The same engine remembering its creates and deletes in `journal`, which also corrects
+    /// every observe for what AWS does not show yet (see [`super::journal`]).
+    #[must_use]
+    pub fn with_journal(mut self, journal: &'a Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    async fn observe(&self) -> Result<(Observed, Vec<Unlisted>), PassError> {
+        let observed = self
+            .components
             .observe(self.scope, self.options.concurrency.get())
             .await
-            .map_err(PassError::Observe)
+            .map_err(PassError::Observe)?;
+        Ok(match self.journal {
+            Some(journal) => journal.view(observed).await,
+            None => (observed, Vec::new()),
+        })
+    }
+
+    async fn execute(&self, plan: &Plan, observed: &Observed) -> Report {
+        execute_journaled(
+            plan,
+            observed,
+            self.components,
+            self.scope,
+            self.options,
+            self.journal,
+        )
+        .await
     }
 
     /// What a pass would do, changing nothing (`plinth plan`).
     pub async fn preview(&self, spec: &S) -> Result<Pass, PassError> {
         let desired = self.components.desired(spec)?;
-        let observed = self.observe().await?;
+        let (observed, unlisted) = self.observe().await?;
         Ok(Pass {
             plan: plan(&desired, &observed),
             report: Report::default(),
-            found: observed.len(),
+            found: observed.len() + unlisted.len(),
+            unlisted,
             observed,
         })
     }
@@ -95,13 +127,14 @@ impl<'a, S> Engine<'a, S> {
     /// One reconcile pass: make AWS match `spec` as far as AWS allows right now.
     pub async fn reconcile(&self, spec: &S) -> Result<Pass, PassError> {
         let desired = self.components.desired(spec)?;
-        let observed = self.observe().await?;
+        let (observed, unlisted) = self.observe().await?;
         let plan = plan(&desired, &observed);
-        let report = execute(&plan, &observed, self.components, self.scope, self.options).await;
+        let report = self.execute(&plan, &observed).await;
         Ok(Pass {
             plan,
             report,
-            found: observed.len(),
+            found: observed.len() + unlisted.len(),
+            unlisted,
             observed,
         })
     }
@@ -119,13 +152,33 @@ impl<'a, S> Engine<'a, S> {
             Some(spec) => self.components.desired(spec)?,
             None => DesiredGraph::empty(),
         };
-        let observed = self.observe().await?.without(retain);
+        let (observed, unlisted) = self.observe().await?;
+        let observed = observed.without(retain);
         let plan = plan_teardown(&hints, &observed);
-        let report = execute(&plan, &observed, self.components, self.scope, self.options).await;
+        let mut report = self.execute(&plan, &observed).await;
+        // What AWS may have made but does not list yet cannot be deleted yet: the teardown
+        // waits for it rather than releasing the finalizer over it.
+        for entry in &unlisted {
+            report.pending.push(super::execute::Pending {
+                key: entry.key.clone(),
+                // A kind no longer registered (a journal saved by an older operator) still
+                // holds the teardown; it is named as such.
+                kind: self
+                    .components
+                    .kind_named(&entry.kind)
+                    .unwrap_or(super::key::Kind("unregistered")),
+                reason: format!(
+                    "created {} s ago ({}); AWS does not list it yet",
+                    entry.age.as_secs(),
+                    entry.id.as_deref().unwrap_or("no answer")
+                ),
+            });
+        }
         Ok(Pass {
             plan,
             report,
-            found: observed.len(),
+            found: observed.len() + unlisted.len(),
+            unlisted,
             observed,
         })
     }
