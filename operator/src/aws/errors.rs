@@ -7,6 +7,7 @@
 //! | `DependencyViolation` (something still uses it) | `Retryable` |
 //! | `IncorrectState`, `InvalidState…`, `Invalid…State…` (`InvalidDBClusterStateFault`) | `Pending` |
 //! | `….NotFound` (eventual consistency right after a create) | `Retryable` |
+//! | "Invalid IAM Instance Profile" (a profile IAM has not propagated yet) | `Pending` |
 //! | invalid parameters, permissions, quotas, anything else 4xx | `Refused` (`Stalled`) |
 //!
 //! The SDK already retries throttling and 5xx ([`super::MAX_ATTEMPTS`]); what still fails is
@@ -67,6 +68,15 @@ pub fn classify_code(code: &str, status: Option<u16>, message: &str) -> ActError
     {
         return ActError::Pending {
             reason: format!("{code}: {message}"),
+        };
+    }
+    // A role or instance profile made moments ago is not usable by EC2 and Auto Scaling until
+    // IAM has propagated it (seconds): AWS answers a validation error naming it.
+    if message.contains("Invalid IAM Instance Profile") {
+        return ActError::Pending {
+            reason: format!(
+                "the instance profile is not usable yet (IAM propagates changes within seconds): {code}: {message}"
+            ),
         };
     }
     if code.ends_with(".NotFound") || code.ends_with("NotFound") {
@@ -161,12 +171,32 @@ where
 /// Attempts of [`create_or_find`] before it hands the error to the next pass.
 const CREATE_ATTEMPTS: u32 = 4;
 
-/// Runs a create that has no client token (or whose token is not enough) so that a lost
-/// response never makes a duplicate: `create` must send the call with the SDK's retries off;
-/// when an answer leaves it unknown whether the resource was made, `find` (a describe by
-/// Plinth's tags) is asked first, and only when it finds nothing is the create tried again.
-/// An answer in `duplicate_codes` ("already exists") is success when `find` finds it.
+/// The code of a create that may have been carried out: its answer was lost and AWS does not
+/// list the resource yet.
+pub const UNCONFIRMED: &str = "PlinthCreateUnconfirmed";
+
+/// What a create may do after an answer that leaves it unknown whether AWS made the resource,
+/// when `find` does not show it: AWS's reads are eventually consistent, so "not found" a moment
+/// after a create proves nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// The create carries a client token, or AWS answers a same-settings create by name with
+    /// the existing resource: sending it again cannot make a second one.
+    SendAgain,
+    /// Sending it again could make a second resource (or be refused as a duplicate of our own):
+    /// the create ends [`ActError::Pending`], and the engine's journal holds the component until
+    /// AWS lists what was made or the visibility window has passed.
+    AwaitVisibility,
+}
+
+/// Runs a create so that a lost response never makes a duplicate: `create` must send the call
+/// with the SDK's retries off; when an answer leaves it unknown whether the resource was made,
+/// `find` (a describe by Plinth's tags or the resource's name) is asked first; when it finds
+/// nothing, `lost` says whether the create is sent again. Throttled attempts, which AWS never
+/// acted on, are sent again. An answer in `duplicate_codes` ("already exists") is success when
+/// `find` finds it, and a refusal when it does not (something of that name that is not ours).
 pub async fn create_or_find<T, E, C, CF, F, FF>(
+    lost: LostAnswer,
     duplicate_codes: &[&str],
     create: C,
     find: F,
@@ -193,6 +223,16 @@ where
                 tracing::warn!(error = %e, "a create's answer was lost: looking for what it made");
                 if let Some(found) = find().await? {
                     return Ok(found);
+                }
+                if lost == LostAnswer::AwaitVisibility {
+                    return Err(ActError::retryable(
+                        UNCONFIRMED,
+                        format!(
+                            "a create got no answer ({e}) and AWS does not list what it may have \
+                             made yet; it is not sent again before AWS shows it or the \
+                             visibility window ends"
+                        ),
+                    ));
                 }
                 last = e;
             }
@@ -224,6 +264,17 @@ mod tests {
 
     fn category(code: &str, status: u16) -> &'static str {
         classify_code(code, Some(status), "m").category()
+    }
+
+    #[test]
+    fn an_instance_profile_not_propagated_yet_is_a_wait() {
+        let message = "You must use a valid fully-formed launch template. Value (p) for parameter \
+                       iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name";
+        assert_eq!(
+            classify_code("ValidationError", Some(400), message).category(),
+            "pending"
+        );
+        assert_eq!(category("ValidationError", 400), "refused");
     }
 
     #[test]

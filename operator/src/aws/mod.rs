@@ -26,7 +26,7 @@ use prometheus_client::metrics::family::Family;
 use tokio::sync::Mutex;
 
 pub use calls::{CallCounts, CallSnapshot};
-pub use errors::{classify, create_or_find, deletion, error_code};
+pub use errors::{LostAnswer, classify, create_or_find, deletion, error_code};
 
 use crate::metrics::AwsCallLabels;
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
-use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
     DesiredResource, Driver, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Scope,
@@ -327,6 +327,7 @@ impl Driver for AutoScalingGroups {
             .collect();
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["AlreadyExists"],
             || async {
                 self.aws

@@ -15,7 +15,7 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
-use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, PLATFORM_TAG, Scope, UpdateRequest,
@@ -215,6 +215,7 @@ impl Driver for InstanceRole {
         let tags = iam_tags(&request)?;
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["EntityAlreadyExists"],
             || async {
                 let output = self
@@ -460,6 +461,7 @@ impl Driver for InstanceProfile {
         let tags = iam_tags(&request)?;
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["EntityAlreadyExists"],
             || async {
                 let output = self

@@ -276,6 +276,11 @@ impl Driver for ScalingPolicies {
         SCALING_POLICY
     }
 
+    /// PutScalingPolicy creates or replaces the policy of that name.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let mut found = Vec::new();
         for group in self.groups.list(scope).await? {

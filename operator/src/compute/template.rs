@@ -24,7 +24,7 @@ use aws_sdk_ec2::types::{
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
 use crate::aws::tags::{component_filter, component_key, create_tags, platform_filter, tag_map};
-use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, ObservedResource, Scope, UpdateRequest,
@@ -313,6 +313,11 @@ impl Driver for LaunchTemplates {
         LAUNCH_TEMPLATE
     }
 
+    /// The create carries a client token.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }
@@ -375,6 +380,7 @@ impl Driver for LaunchTemplates {
         let name = request.name(NAME_LEN);
         let scope = request.scope;
         let created = create_or_find(
+            LostAnswer::SendAgain,
             &[
                 "InvalidLaunchTemplateName.AlreadyExistsException",
                 "IdempotentParameterMismatch",

@@ -15,7 +15,7 @@ use super::{
     ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_no_retries,
     rds_tag_map, rds_tags,
 };
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
@@ -376,6 +376,7 @@ impl Driver for DbCluster {
         let subnet_group = required(attrs, SUBNET_GROUP)?;
         let parameter_group = required(attrs, PARAMETER_GROUP)?;
         let resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["DBClusterAlreadyExistsFault"],
             || async {
                 let output = self

@@ -8,7 +8,7 @@ use aws_sdk_rds::types::DbInstance as AwsInstance;
 
 use super::cluster::{AURORA_MYSQL, cluster_filter};
 use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_no_retries, rds_tags};
-use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -195,6 +195,7 @@ impl Driver for DbInstances {
         let class = required(request.attrs, INSTANCE_CLASS)?;
         let engine = required(request.attrs, ENGINE)?;
         create_or_find(
+            LostAnswer::AwaitVisibility,
             &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"],
             || async {
                 let output = self

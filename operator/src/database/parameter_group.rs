@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
 use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_no_retries, rds_tags};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
     Driver, Key, Kind, ObservedResource, Scope, UpdateRequest,
@@ -221,6 +221,7 @@ impl Driver for DbClusterParameterGroup {
             .unwrap_or(AURORA_MYSQL_8_FAMILY);
         let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &[
                 "DBParameterGroupAlreadyExists",
                 "DBParameterGroupAlreadyExistsFault",

@@ -157,6 +157,11 @@ impl Driver for DatabaseSecret {
         DATABASE_SECRET
     }
 
+    /// RDS makes the secret; "creating" it only waits for the cluster to report it.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope).await
     }

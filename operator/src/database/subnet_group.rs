@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_no_retries, rds_tags};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, Scope, UpdateRequest,
@@ -117,6 +117,7 @@ impl Driver for DbSubnetGroup {
         let subnets = subnet_ids(request.attrs);
         let description = format!("Plinth: private subnets of {}", request.scope.platform());
         create_or_find(
+            LostAnswer::AwaitVisibility,
             &[
                 "DBSubnetGroupAlreadyExists",
                 "DBSubnetGroupAlreadyExistsFault",

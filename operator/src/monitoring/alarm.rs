@@ -687,6 +687,11 @@ impl Driver for Alarms {
         ALARM
     }
 
+    /// PutMetricAlarm creates or replaces the alarm of that name.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         IAM_ACTIONS
     }

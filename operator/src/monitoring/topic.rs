@@ -205,6 +205,11 @@ impl Driver for Topics {
         ALARM_TOPIC
     }
 
+    /// CreateTopic of an existing name answers with that topic.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         TOPIC_ACTIONS
     }
@@ -337,6 +342,11 @@ impl Component<Intent> for Subscriptions {
 impl Driver for Subscriptions {
     fn kind(&self) -> Kind {
         ALARM_SUBSCRIPTION
+    }
+
+    /// Subscribing the same endpoint again answers with the existing subscription.
+    fn idempotent_create(&self) -> bool {
+        true
     }
 
     fn iam_actions(&self) -> &'static [&'static str] {

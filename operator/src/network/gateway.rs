@@ -9,7 +9,9 @@ use aws_sdk_ec2::types::{ConnectivityType, DomainType, Filter, NatGatewayState, 
 
 use super::{ELASTIC_IP, INTERNET_GATEWAY, NAT_GATEWAY, keys, nat_zones, required};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
+use crate::aws::{
+    AwsClients, LostAnswer, classify, create_or_find, deletion, error_code, errors::no_retries,
+};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -128,6 +130,7 @@ impl Driver for InternetGateway {
         let vpc = required(request.attrs, VPC_ID)?;
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &[],
             || async {
                 let output = self
@@ -305,6 +308,7 @@ impl Driver for ElasticIps {
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
         let scope = request.scope;
         create_or_find(
+            LostAnswer::AwaitVisibility,
             &[],
             || async {
                 let output = self
@@ -468,6 +472,11 @@ impl Driver for NatGateways {
         NAT_GATEWAY
     }
 
+    /// The create carries a client token.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
         &[
@@ -487,6 +496,7 @@ impl Driver for NatGateways {
         let allocation = required(request.attrs, ALLOCATION_ID)?;
         let scope = request.scope;
         create_or_find(
+            LostAnswer::SendAgain,
             &["IdempotentParameterMismatch"],
             || async {
                 let output = self

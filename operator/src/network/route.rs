@@ -12,7 +12,9 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone, required, updated};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
+use crate::aws::{
+    AwsClients, LostAnswer, classify, create_or_find, deletion, error_code, errors::no_retries,
+};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, ObservedResource, Scope, UpdateRequest,
@@ -352,6 +354,11 @@ impl Driver for RouteTables {
         ROUTE_TABLE
     }
 
+    /// The create carries a client token.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
         &[
@@ -376,6 +383,7 @@ impl Driver for RouteTables {
         let vpc = required(request.attrs, VPC_ID)?;
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::SendAgain,
             &["IdempotentParameterMismatch"],
             || async {
                 let output = self

@@ -21,7 +21,9 @@ use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, error_code, errors::no_retries};
+use crate::aws::{
+    AwsClients, LostAnswer, classify, create_or_find, deletion, error_code, errors::no_retries,
+};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, ObservedResource, Scope, UpdateRequest,
@@ -369,6 +371,7 @@ impl Driver for SecurityGroups {
         let name = request.name(NAME_LEN);
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["InvalidGroup.Duplicate"],
             || async {
                 let output = self

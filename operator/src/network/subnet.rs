@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SubnetStat
 
 use super::{SUBNET, cidr, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, errors::no_retries};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -146,6 +146,7 @@ impl Driver for Subnets {
         let az = required(request.attrs, AVAILABILITY_ZONE)?;
         let scope = request.scope;
         let mut resource = create_or_find(
+            LostAnswer::AwaitVisibility,
             &["InvalidSubnet.Conflict"],
             || async {
                 let output = self

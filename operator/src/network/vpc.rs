@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, VpcAttribu
 
 use super::{VPC, check_region, keys, required, updated, vpc_cidr};
 use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, classify, create_or_find, deletion, errors::no_retries};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -149,6 +149,7 @@ impl Driver for Vpc {
         let cidr = required(request.attrs, CIDR_BLOCK)?;
         let scope = request.scope;
         let created = create_or_find(
+            LostAnswer::AwaitVisibility,
             &[],
             || async {
                 let output = self

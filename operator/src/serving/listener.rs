@@ -19,7 +19,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LISTENER, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of};
-use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, Scope, UpdateRequest,
@@ -369,6 +369,7 @@ impl Driver for Listeners {
         let action = action_of(request.attr(DEFAULT_ACTION))?;
         let scope = request.scope;
         create_or_find(
+            LostAnswer::AwaitVisibility,
             // AWS's CreateListener is idempotent for the same settings; a listener on the port
             // with other settings is `DuplicateListener`: ours is found by its tags.
             &["DuplicateListener"],

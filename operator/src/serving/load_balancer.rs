@@ -19,7 +19,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use super::{
     LOAD_BALANCER, NAME_LEN, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of,
 };
-use crate::aws::{AwsClients, classify, create_or_find, deletion};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -218,6 +218,11 @@ impl Driver for LoadBalancers {
         LOAD_BALANCER
     }
 
+    /// AWS answers a same-settings create of the name with the existing load balancer.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         IAM_ACTIONS
     }
@@ -236,6 +241,7 @@ impl Driver for LoadBalancers {
         // balancer, and `DuplicateLoadBalancerName` when the settings differ: then it is found
         // by its tags and the next pass corrects what differs.
         let mut resource = create_or_find(
+            LostAnswer::SendAgain,
             &["DuplicateLoadBalancerName"],
             || async {
                 let output = self

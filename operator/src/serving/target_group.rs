@@ -17,7 +17,7 @@ use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, 
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, tags_of};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
@@ -306,6 +306,11 @@ impl Driver for TargetGroups {
         TARGET_GROUP
     }
 
+    /// AWS answers a same-settings create of the name with the existing target group.
+    fn idempotent_create(&self) -> bool {
+        true
+    }
+
     fn iam_actions(&self) -> &'static [&'static str] {
         IAM_ACTIONS
     }
@@ -328,6 +333,7 @@ impl Driver for TargetGroups {
         let name = request.name(NAME_LEN);
         let scope = request.scope;
         create_or_find(
+            LostAnswer::SendAgain,
             // Same name and settings: AWS returns the existing group; other settings: this.
             &["DuplicateTargetGroupName"],
             || async {
