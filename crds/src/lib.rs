@@ -14,8 +14,8 @@ pub use spec::{
     RolloutSpec, RolloutStrategy, ScalingSpec,
 };
 pub use status::{
-    AppStatus, DataPlatformStatus, DatabaseStatus, FirstDeployStatus, ResourcesStatus,
-    RevisionStatus, RolloutStatus, condition_types,
+    AppStatus, DataPlatformStatus, DatabaseStatus, FirstDeployStatus, RecentChange,
+    ResourcesStatus, RevisionStatus, RolloutStatus, condition_types,
 };
 pub use validation::{FieldError, ValidationErrors};
 

@@ -54,6 +54,35 @@ pub struct DataPlatformStatus {
     /// on (the Flux convention): equal to the annotation once the requested pass has run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+
+    /// Creates and deletes the operator made in the last minutes, which AWS's eventually
+    /// consistent reads may not show yet. Written before each create is sent (and again with
+    /// the id AWS answered), so an operator that restarts never sends a create twice; entries
+    /// go once the visibility window has passed. Written under its own field manager
+    /// (`plinth-operator-journal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_changes: Vec<RecentChange>,
+}
+
+/// One create or delete in [`DataPlatformStatus::recent_changes`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentChange {
+    /// The component's key (`vpc`, `subnet/private/eu-west-1a`), as in the
+    /// `plinth.dev/component` tag.
+    pub component: String,
+    /// The kind of resource (`vpc`, `db-cluster`, ...).
+    pub kind: String,
+    /// `Create` (sent, and answered once `id` is set) or `Delete` (AWS answered it is gone).
+    pub operation: String,
+    /// AWS's id of the resource, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When the create was sent or the delete answered (RFC 3339, milliseconds).
+    pub at: String,
+    /// For a create: AWS has listed the resource under the platform's tags since.
+    #[serde(default)]
+    pub listed: bool,
 }
 
 /// Database outputs. No password: it stays in Secrets Manager.

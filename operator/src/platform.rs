@@ -14,8 +14,8 @@ use crate::aws::AwsRegions;
 use crate::controller::conditions::Verdict;
 pub use crate::engine::PassError;
 use crate::engine::{
-    Component, Components, DuplicateKind, Engine, ExecuteOptions, Kind, Observed, ObservedResource,
-    Pass, Plan, Report, Scope,
+    Component, Components, DuplicateKind, Engine, ExecuteOptions, Journal, Kind, Observed,
+    ObservedResource, Pass, Plan, Report, Scope,
 };
 use crate::intent::Intent;
 
@@ -111,31 +111,46 @@ impl Platform {
         self.groups.iter().map(|g| g.condition)
     }
 
-    fn engine<'a>(&'a self, scope: &'a Scope) -> Engine<'a, Intent> {
-        Engine::new(&self.components, scope, self.options)
+    fn engine<'a>(&'a self, scope: &'a Scope, journal: Option<&'a Journal>) -> Engine<'a, Intent> {
+        let engine = Engine::new(&self.components, scope, self.options);
+        match journal {
+            Some(journal) => engine.with_journal(journal),
+            None => engine,
+        }
     }
 
     /// What a pass would do; changes nothing (`plinth plan`).
     pub async fn plan(&self, scope: &Scope, intent: &Intent) -> Result<Pass, PassError> {
-        self.engine(scope).preview(intent).await
+        self.engine(scope, None).preview(intent).await
     }
 
-    /// One pass toward the spec.
-    pub async fn apply(&self, scope: &Scope, intent: &Intent) -> Result<PassOutcome, PassError> {
-        let pass = self.engine(scope).reconcile(intent).await?;
+    /// One pass toward the spec. `journal` remembers this platform's creates and deletes across
+    /// passes, for AWS's eventual consistency (the controller's and the CLI's); `None` is for
+    /// tools that look once.
+    pub async fn apply(
+        &self,
+        scope: &Scope,
+        intent: &Intent,
+        journal: Option<&Journal>,
+    ) -> Result<PassOutcome, PassError> {
+        let pass = self.engine(scope, journal).reconcile(intent).await?;
         let verdicts = self.verdicts(&pass.plan, &pass.report);
         Ok(PassOutcome { pass, verdicts })
     }
 
     /// One pass of deleting everything tagged for the platform that `retain` does not keep,
-    /// dependents first. `pass.found == 0` means nothing (else) remains.
+    /// dependents first. `pass.found == 0` means nothing (else) remains, counting the recent
+    /// creates `journal` remembers that AWS does not list yet.
     pub async fn teardown(
         &self,
         scope: &Scope,
         intent: &Intent,
         retain: &(dyn Fn(&ObservedResource) -> bool + Sync),
+        journal: Option<&Journal>,
     ) -> Result<Pass, PassError> {
-        self.engine(scope).teardown(Some(intent), retain).await
+        self.engine(scope, journal)
+            .teardown(Some(intent), retain)
+            .await
     }
 
     /// Judges each group: ready only when the pass planned nothing for its kinds and nothing

@@ -5,10 +5,12 @@
 //! - [`conditions`]: merging verdicts into kstatus conditions.
 //! - [`readiness`]: whether the platform serves (pure): `Ready` / `Stalled` / `ComputeReady`
 //!   from the active revision's target health and the first deploy.
+//! - [`journal`]: each platform's journal of recent AWS changes, kept in its status.
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod conditions;
+pub mod journal;
 pub mod leader;
 pub mod process;
 pub mod readiness;
@@ -70,6 +72,8 @@ pub struct Settings {
     /// Multiplies every rollout duration (step hold, health timeout): 1 in production; tests
     /// shorten the CRD's 30 s minimum step with it instead of weakening validation.
     pub rollout_step_scale: f64,
+    /// How long AWS may take to list a resource after its create (the journal's window).
+    pub visibility_window: Duration,
 }
 
 impl Settings {
@@ -86,6 +90,7 @@ impl Settings {
             lease_duration: Duration::from_secs(15),
             concurrency: 8,
             rollout_step_scale: 1.0,
+            visibility_window: crate::engine::DEFAULT_VISIBILITY_WINDOW,
         }
     }
 }
@@ -163,6 +168,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<DataPlatform>, u32>>,
     /// Consecutive passes per object that left AWS still changing, for [`progress_wait`].
     progress: Mutex<HashMap<ObjectRef<DataPlatform>, u32>>,
+    /// Each platform's journal of recent AWS changes, by object UID (see [`journal`]).
+    journals: journal::Journals,
 }
 
 impl Context {
@@ -185,6 +192,7 @@ impl Context {
             platforms,
             failures: Mutex::default(),
             progress: Mutex::default(),
+            journals: journal::Journals::default(),
         }
     }
 
@@ -205,6 +213,20 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(object);
+    }
+
+    /// The journal of recent AWS changes of `dp` (see [`journal`]).
+    pub(crate) fn journal(
+        &self,
+        dp: &DataPlatform,
+        api: &kube::Api<DataPlatform>,
+    ) -> Arc<crate::engine::Journal> {
+        self.journals.of(dp, api, self.settings.visibility_window)
+    }
+
+    /// Forgets the journal of a platform that is gone.
+    pub(crate) fn forget_journal(&self, dp: &DataPlatform) {
+        self.journals.forget(dp);
     }
 
     // A std mutex: never held across an await, and usable from the synchronous error policy.

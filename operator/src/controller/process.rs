@@ -57,6 +57,15 @@ struct Args {
         default_value_t = crate::aws::DEFAULT_CALLS_PER_SECOND
     )]
     aws_calls_per_second: u32,
+    /// Seconds AWS may take to list a resource after its create: until then a create the
+    /// operator sent is not sent again, and a teardown waits for it. A create never listed
+    /// within it is taken as never made.
+    #[arg(
+        long,
+        env = "PLINTH_AWS_VISIBILITY_SECONDS",
+        default_value_t = crate::engine::DEFAULT_VISIBILITY_WINDOW.as_secs()
+    )]
+    aws_visibility_seconds: u64,
     /// Log format.
     #[arg(long, env = "PLINTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -90,6 +99,7 @@ pub async fn main() -> ExitCode {
     settings.lease_duration = Duration::from_secs(args.lease_seconds);
     // A scale of zero or below would make every step end at once: never faster than 1 %.
     settings.rollout_step_scale = args.rollout_step_scale.clamp(0.01, 1.0);
+    settings.visibility_window = Duration::from_secs(args.aws_visibility_seconds);
 
     let client = match kube::Client::try_default().await {
         Ok(client) => client,

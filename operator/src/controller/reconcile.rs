@@ -26,6 +26,9 @@ use crate::intent::{AppRevision, Intent};
 use crate::platform::{PassError, PassOutcome, Platform};
 use crate::rollout::{self, Decision, RolloutState, Timing};
 
+/// The reason of the warning event for a duplicate resource the operator deleted.
+pub const DUPLICATE_DELETED: &str = "DuplicateDeleted";
+
 /// The condition a paused platform carries.
 pub const PAUSED_CONDITION: &str = "Paused";
 
@@ -138,7 +141,8 @@ async fn reconcile_inner(
         spec: dp.spec.clone(),
         serving: before.serving.clone(),
     };
-    match platform.apply(&scope, &intent).await {
+    let journal = ctx.journal(dp, &api);
+    match platform.apply(&scope, &intent, Some(&journal)).await {
         Ok(outcome) => {
             let mut status = dp.status.clone().unwrap_or_default();
             platform.write_outputs(&outcome.pass.observed, &mut status);
@@ -512,8 +516,14 @@ async fn cleanup(
             .await
             .map_err(|e| Error::TeardownPending(format!("recording the deletion policy: {e}")))?;
     }
+    let journal = ctx.journal(dp, api);
     let outcome = platform
-        .teardown(scope, &Intent::steady(dp.spec.clone()), &retain)
+        .teardown(
+            scope,
+            &Intent::steady(dp.spec.clone()),
+            &retain,
+            Some(&journal),
+        )
         .await?;
     let retained = retained
         .into_inner()
@@ -534,6 +544,7 @@ async fn cleanup(
         };
         publish(ctx, dp, EventType::Normal, "TornDown", "Delete", note).await;
         remove_finalizer(api, dp).await?;
+        ctx.forget_journal(dp);
         return Ok((Action::await_change(), "deleted"));
     }
     let remaining = outcome.found;
@@ -702,6 +713,9 @@ async fn write_status_from(
     mut status: DataPlatformStatus,
     verdicts: &[Verdict],
 ) -> Result<(), Error> {
+    // The journal's field belongs to its own field manager: applied here too, it would be
+    // co-owned and never removed when the journal empties.
+    status.recent_changes.clear();
     status.conditions = conditions::merge(
         current_conditions(dp),
         verdicts,
@@ -801,7 +815,20 @@ async fn publish_changes(ctx: &Context, dp: &DataPlatform, applied: &[Applied]) 
                     fields.join(", ")
                 ),
             ),
-            Change::Deleted { id, done } => (
+            Change::Deleted {
+                id,
+                duplicate: true,
+                ..
+            } => (
+                DUPLICATE_DELETED,
+                "Delete",
+                format!(
+                    "deleted {id}, a second {} for {}: a create was repeated before AWS listed \
+                     the first",
+                    change.kind, change.key
+                ),
+            ),
+            Change::Deleted { id, done, .. } => (
                 "Deleted",
                 "Delete",
                 if *done {
@@ -811,7 +838,12 @@ async fn publish_changes(ctx: &Context, dp: &DataPlatform, applied: &[Applied]) 
                 },
             ),
         };
-        publish(ctx, dp, EventType::Normal, reason, action, note).await;
+        let type_ = if reason == DUPLICATE_DELETED {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, dp, type_, reason, action, note).await;
     }
 }
 
