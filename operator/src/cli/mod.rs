@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// Seconds between passes while AWS is still working on something.
     #[arg(long, default_value_t = 1.0)]
     pub interval_seconds: f64,
+    /// Seconds AWS may take to list a resource after its create: until then a create this
+    /// command sent is not sent again, and `destroy` waits for it.
+    #[arg(long, default_value_t = engine::DEFAULT_VISIBILITY_WINDOW.as_secs())]
+    pub aws_visibility_seconds: u64,
 }
 
 /// `apply`: the run, and how long to wait for the app to serve.
@@ -231,6 +235,8 @@ pub struct Pace {
     pub timeout: Duration,
     /// Wait this long between passes while AWS is busy.
     pub interval: Duration,
+    /// How long AWS may take to list a resource after its create (the journal's window).
+    pub visibility_window: Duration,
 }
 
 impl Default for Pace {
@@ -238,6 +244,7 @@ impl Default for Pace {
         Self {
             timeout: Duration::from_secs(900),
             interval: Duration::from_secs(1),
+            visibility_window: engine::DEFAULT_VISIBILITY_WINDOW,
         }
     }
 }
@@ -270,12 +277,17 @@ pub fn describe(applied: &Applied) -> String {
             applied.key,
             fields.join(", ")
         ),
-        Change::Deleted { id, done: true } => {
-            format!("- {} {}: deleted {id}", applied.kind, applied.key)
-        }
-        Change::Deleted { id, done: false } => {
-            format!("- {} {}: deleting {id}", applied.kind, applied.key)
-        }
+        Change::Deleted {
+            id,
+            done,
+            duplicate,
+        } => format!(
+            "- {} {}: {} {id}{}",
+            applied.kind,
+            applied.key,
+            if *done { "deleted" } else { "deleting" },
+            if *duplicate { " (a duplicate)" } else { "" }
+        ),
     }
 }
 
@@ -326,9 +338,14 @@ pub async fn converge(
     let started = Instant::now();
     let mut passes = 0;
     let mut changes = 0;
+    // The CLI's memory of its creates lasts this command (the controller's is in the status).
+    let journal = engine::Journal::in_memory(pace.visibility_window);
     loop {
         passes += 1;
-        let outcome = match platform.apply(&file.scope, &file.intent()).await {
+        let outcome = match platform
+            .apply(&file.scope, &file.intent(), Some(&journal))
+            .await
+        {
             Ok(outcome) => outcome,
             // Reading AWS failed after the SDK's retries: try the pass again, within the deadline.
             Err(PassError::Observe(error))
@@ -433,6 +450,7 @@ pub async fn destroy(
     let started = Instant::now();
     let mut passes = 0;
     let mut changes = 0;
+    let journal = engine::Journal::in_memory(pace.visibility_window);
     loop {
         passes += 1;
         // `deletionPolicy: Retain` keeps the database and its network (`plinth destroy` tags
@@ -455,7 +473,7 @@ pub async fn destroy(
             continue;
         }
         let outcome = match platform
-            .teardown(&file.scope, &file.intent(), &retain)
+            .teardown(&file.scope, &file.intent(), &retain, Some(&journal))
             .await
         {
             Ok(outcome) => outcome,
@@ -576,6 +594,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Pace {
                 timeout: Duration::from_secs(args.timeout_seconds),
                 interval: Duration::from_secs_f64(args.interval_seconds.max(0.05)),
+                visibility_window: Duration::from_secs(args.aws_visibility_seconds),
             },
         ),
     };
