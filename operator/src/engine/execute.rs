@@ -454,9 +454,7 @@ async fn run<'a>(
                 let Some(journal) = journal else {
                     return driver.create(request).await.map(Done::Created);
                 };
-                if !driver.idempotent_create()
-                    && let Some(reason) = journal.hold(&action.key).await
-                {
+                if let Some(reason) = journal.hold(&action.key, driver.idempotent_create()).await {
                     return Err(ActError::Pending { reason });
                 }
                 journal.begin(&action.key, action.kind).await?;

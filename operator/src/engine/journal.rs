@@ -168,12 +168,17 @@ impl Entries {
         (view, unlisted, changed)
     }
 
-    /// Why a create of `key` must not be sent now, if it must not.
-    fn hold(&self, key: &Key, now_ms: u64) -> Option<String> {
-        let entry = self
-            .0
-            .iter()
-            .find(|e| e.operation == Operation::Create && &e.key == key && !e.listed)?;
+    /// Why a create of `key` must not be sent now, if it must not. A create AWS answered
+    /// (its id known) is always awaited: sending it again could at best answer the same
+    /// resource. One that got no answer is awaited unless `resend_unanswered` (the driver's
+    /// create is idempotent: a token or unique settings make AWS answer what it made).
+    fn hold(&self, key: &Key, now_ms: u64, resend_unanswered: bool) -> Option<String> {
+        let entry = self.0.iter().find(|e| {
+            e.operation == Operation::Create
+                && &e.key == key
+                && !e.listed
+                && !(resend_unanswered && e.id.is_none())
+        })?;
         let age = Duration::from_millis(now_ms.saturating_sub(entry.at_ms)).as_secs();
         Some(match &entry.id {
             Some(id) => format!(
@@ -285,9 +290,12 @@ impl Journal {
         (view, unlisted)
     }
 
-    /// Why a create of `key` must wait, if it must.
-    pub(crate) async fn hold(&self, key: &Key) -> Option<String> {
-        self.entries.lock().await.hold(key, now_ms())
+    /// Why a create of `key` must wait, if it must (see [`Entries`]'s rules).
+    pub(crate) async fn hold(&self, key: &Key, resend_unanswered: bool) -> Option<String> {
+        self.entries
+            .lock()
+            .await
+            .hold(key, now_ms(), resend_unanswered)
     }
 
     /// Records, durably, that a create of `key` is about to be sent. An error means the
@@ -350,7 +358,7 @@ mod tests {
         entries.begin(&key, VPC, 1_000);
         assert!(
             entries
-                .hold(&key, 2_000)
+                .hold(&key, 2_000, false)
                 .is_some_and(|r| r.contains("no answer"))
         );
         entries.created(&key, "vpc-2");
@@ -360,17 +368,33 @@ mod tests {
         assert_eq!(unlisted[0].id.as_deref(), Some("vpc-2"));
         assert!(
             entries
-                .hold(&key, 3_000)
+                .hold(&key, 3_000, false)
                 .is_some_and(|r| r.contains("vpc-2"))
         );
 
         let (_, unlisted, changed) = entries.apply(Observed::new([vpc("vpc-2")]), 4_000);
         assert!(unlisted.is_empty() && changed);
-        assert_eq!(entries.hold(&key, 4_000), None);
+        assert_eq!(entries.hold(&key, 4_000, false), None);
         // Gone later (deleted by hand): not held, so the drift is repaired at once.
         let (_, unlisted, changed) = entries.apply(Observed::empty(), 5_000);
         assert!(unlisted.is_empty() && !changed);
-        assert_eq!(entries.hold(&key, 5_000), None);
+        assert_eq!(entries.hold(&key, 5_000, false), None);
+    }
+
+    #[test]
+    fn an_idempotent_create_is_sent_again_only_while_its_answer_is_unknown() {
+        let mut entries = Entries::default();
+        let key = Key::from("launch-template");
+        entries.begin(&key, VPC, 0);
+        // No answer: its token makes a second send answer what the first made.
+        assert_eq!(entries.hold(&key, 10, true), None);
+        // Answered: what it made is awaited, a second send could only be refused by its name.
+        entries.created(&key, "lt-1");
+        assert!(
+            entries
+                .hold(&key, 20, true)
+                .is_some_and(|r| r.contains("lt-1"))
+        );
     }
 
     #[test]
@@ -380,7 +404,7 @@ mod tests {
         entries.begin(&key, VPC, 0);
         let (_, unlisted, changed) = entries.apply(Observed::new([vpc("vpc-9")]), 10);
         assert!(unlisted.is_empty() && changed);
-        assert_eq!(entries.hold(&key, 10), None);
+        assert_eq!(entries.hold(&key, 10, false), None);
     }
 
     #[test]
@@ -389,9 +413,9 @@ mod tests {
         let key = Key::from("vpc");
         entries.begin(&key, VPC, 0);
         assert!(!entries.expire(59_999, Duration::from_secs(60)));
-        assert!(entries.hold(&key, 59_999).is_some());
+        assert!(entries.hold(&key, 59_999, false).is_some());
         assert!(entries.expire(60_000, Duration::from_secs(60)));
-        assert_eq!(entries.hold(&key, 60_000), None);
+        assert_eq!(entries.hold(&key, 60_000, false), None);
         assert!(entries.0.is_empty());
     }
 
