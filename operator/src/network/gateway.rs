@@ -98,8 +98,10 @@ impl InternetGateway {
 impl Component<Intent> for InternetGateway {
     fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(vec![
+            // Attached in place: a gateway found unattached (its create's answer was lost and
+            // AWS listed it only later) or left on a VPC replaced is moved, not made again.
             DesiredResource::new(INTERNET_GATEWAY, keys::INTERNET_GATEWAY)
-                .immutable(VPC_ID, AttrValue::reference(keys::VPC)),
+                .updatable(VPC_ID, AttrValue::reference(keys::VPC)),
         ])
     }
 }
@@ -161,28 +163,26 @@ impl Driver for InternetGateway {
         )
         .await?;
         if resource.attrs.get(VPC_ID).and_then(AttrValue::as_str) != Some(vpc) {
-            match self
-                .aws
-                .ec2()
-                .await
-                .attach_internet_gateway()
-                .internet_gateway_id(&resource.id)
-                .vpc_id(vpc)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                // Attached by an earlier attempt whose answer was lost.
-                Err(e) if error_code(&e) == Some("Resource.AlreadyAssociated") => {}
-                Err(e) => return Err(classify(&e)),
-            }
+            self.attach(&resource.id, vpc).await?;
             resource.attrs.insert(VPC_ID.to_owned(), vpc.into());
         }
         Ok(resource)
     }
 
     async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(no_update(&request))
+        let vpc = required(request.attrs, VPC_ID)?;
+        let mut resource = request.current.clone();
+        if let Some(old) = request
+            .current
+            .attrs
+            .get(VPC_ID)
+            .and_then(AttrValue::as_str)
+        {
+            self.detach(&resource.id, old).await?;
+        }
+        self.attach(&resource.id, vpc).await?;
+        resource.attrs.insert(VPC_ID.to_owned(), vpc.into());
+        Ok(resource)
     }
 
     async fn delete(
@@ -191,25 +191,7 @@ impl Driver for InternetGateway {
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
         if let Some(vpc) = current.attrs.get(VPC_ID).and_then(AttrValue::as_str) {
-            match self
-                .aws
-                .ec2()
-                .await
-                .detach_internet_gateway()
-                .internet_gateway_id(&current.id)
-                .vpc_id(vpc)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        error_code(&e),
-                        Some("Gateway.NotAttached" | "InvalidInternetGatewayID.NotFound")
-                    ) => {}
-                // Public addresses still mapped in the VPC (a NAT gateway going away): retry.
-                Err(e) => return Err(classify(&e)),
-            }
+            self.detach(&current.id, vpc).await?;
         }
         match self
             .aws
@@ -224,6 +206,51 @@ impl Driver for InternetGateway {
             Err(e) if error_code(&e) == Some("InvalidInternetGatewayID.NotFound") => {
                 Ok(Deletion::Gone)
             }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+impl InternetGateway {
+    async fn attach(&self, id: &str, vpc: &str) -> Result<(), ActError> {
+        match self
+            .aws
+            .ec2()
+            .await
+            .attach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Attached by an earlier attempt whose answer was lost.
+            Err(e) if error_code(&e) == Some("Resource.AlreadyAssociated") => Ok(()),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn detach(&self, id: &str, vpc: &str) -> Result<(), ActError> {
+        match self
+            .aws
+            .ec2()
+            .await
+            .detach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    error_code(&e),
+                    Some("Gateway.NotAttached" | "InvalidInternetGatewayID.NotFound")
+                ) =>
+            {
+                Ok(())
+            }
+            // Public addresses still mapped in the VPC (a NAT gateway going away): retry.
             Err(e) => Err(classify(&e)),
         }
     }
