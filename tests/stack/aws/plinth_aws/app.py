@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import moto
 
-from . import cbor, context, duplicates, faults, fixes, lifecycle, refusals
+from . import cbor, consistency, context, duplicates, faults, fixes, lifecycle, refusals
 from .calls import CallCounter
 from .dataplane.activities import Activities
 from .dataplane.plane import install_activities, install_hooks
@@ -46,6 +46,8 @@ class StrictAws:
         lifecycle.install(self.lifecycle)
         duplicates.install(self.duplicates)
         fixes.install()
+        self.consistency = consistency.Consistency(lambda: self.config)
+        consistency.install(self.consistency, self.lifecycle)
         self.activities = Activities()
         install_activities(self.activities)
         # Built by start_data_plane once the server knows its port (instances reach it there).
@@ -95,6 +97,10 @@ class StrictAws:
             if refusal is not None:
                 self.calls.record_refusal(request.service, request.operation)
                 return _respond(start_response, *error_response(request, refusal))
+        lag = self._lagging_refusal(request)
+        if lag is not None:
+            self.calls.record_refusal(request.service, request.operation)
+            return _respond(start_response, *error_response(request, lag))
         if decision.after is not None:
             self._serve(request, environ, lambda status, headers, exc_info=None: None)
             self.calls.record_fault(request.service, request.operation, decision.after.code)
@@ -109,6 +115,16 @@ class StrictAws:
         except Exception:
             traceback.print_exc()
             print(f"plinth-aws: check of {request.service}:{request.operation} failed; call passed to moto", file=sys.stderr)
+            return None
+
+    def _lagging_refusal(self, request: AwsRequest) -> AwsError | None:
+        """A refusal that eventual consistency causes (an instance profile IAM has not spread
+        yet), when the consistency model is on; like _refusal, a check that breaks is logged."""
+        try:
+            return self.consistency.refusal(request)
+        except Exception:
+            traceback.print_exc()
+            print(f"plinth-aws: consistency check of {request.service}:{request.operation} failed", file=sys.stderr)
             return None
 
     def _serve(self, request: AwsRequest, environ: dict, start_response: Callable) -> list[bytes]:
@@ -126,6 +142,7 @@ class StrictAws:
     def _forget_resources(self) -> None:
         self.lifecycle.reset()
         self.duplicates.reset()
+        self.consistency.reset()
         self.activities.reset()
         if self.data_plane is not None:
             self.data_plane.reset()

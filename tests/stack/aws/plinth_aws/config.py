@@ -17,7 +17,14 @@ The JSON document (every key optional on POST; a key given replaces that whole k
      "unhealthy_target_groups": ["plinth.dev/revision=1a2b3c4d"],  # see lifecycle.py
      "data_plane": {"enabled": false,  # instances, load balancers, databases, alarms run for
                                        # real (dataplane/); set at start only
-                    "time_scale": 1.0}}  # service clocks run this much faster (0.1: 10x)
+                    "time_scale": 1.0},  # service clocks run this much faster (0.1: 10x)
+     "consistency": {"enabled": false,  # eventual consistency (consistency.py); a POST replaces
+                                        # the whole key, sub-keys left out take their defaults
+                     "visible_after": {"default": [0, 5], "tagging": [0, 15], "ec2:vpc": [0, 5]},
+                     "tags_after": [0, 5],        # each a range [min, max] in seconds, or an
+                     "linger": [0, 5],            # object of ranges by "default", service or
+                     "iam_usable_after": [2, 8],  # "service:kind" like visible_after
+                     "exempt_access_key": "PLINTHCONSISTENT"}}  # this key sees the truth
 """
 
 from __future__ import annotations
@@ -44,6 +51,38 @@ DEFAULT_PENDING = {
 }
 
 DEFAULT_DATA_PLANE = {"enabled": False, "time_scale": 1.0}
+
+# The eventual-consistency model (consistency.py), off unless asked for. Ranges are [min, max]
+# seconds; each resource's delay is drawn in its range from the seed, so a run replays.
+DEFAULT_CONSISTENCY = {
+    "enabled": False,
+    # A created resource is missing from reads for this long; `tagging` is the Resource Groups
+    # Tagging API's own draw (the resource shows there at the later of the two).
+    "visible_after": {"default": [0.0, 5.0], "tagging": [0.0, 15.0]},
+    # A tag added to an existing resource is missing from tag filters and the tagging API.
+    "tags_after": {"default": [0.0, 5.0]},
+    # A deleted resource still shows in reads.
+    "linger": {"default": [0.0, 5.0]},
+    # A new IAM role or instance profile is refused by EC2 and Auto Scaling.
+    "iam_usable_after": {"default": [2.0, 8.0]},
+    # Requests signed with this access key id see the truth (test verdicts read with it).
+    "exempt_access_key": "PLINTHCONSISTENT",
+}
+
+# The resource kinds the model knows, as `service:kind` (service = SigV4 signing name); a range
+# may be given for a whole service or for one of these.
+CONSISTENCY_KINDS = (
+    "ec2:vpc", "ec2:subnet", "ec2:internet_gateway", "ec2:address", "ec2:nat_gateway",
+    "ec2:route_table", "ec2:security_group", "ec2:launch_template", "ec2:instance",
+    "elasticloadbalancing:load_balancer", "elasticloadbalancing:target_group",
+    "elasticloadbalancing:listener",
+    "autoscaling:group", "autoscaling:policy",
+    "rds:db_subnet_group", "rds:db_cluster_parameter_group", "rds:db_cluster", "rds:db_instance",
+    "iam:role", "iam:instance_profile",
+    "sns:topic", "sns:subscription",
+    "monitoring:alarm",
+    "secretsmanager:secret",
+)
 
 FAULT_KEYS = ("throttle_rate", "error_5xx_rate", "error_5xx_after_write_rate", "latency_ms")
 
@@ -89,6 +128,9 @@ class Config:
     # alarms; on, they are real processes and measurements. `time_scale` shrinks the service
     # clocks (alarm periods, cooldowns, health-check timings) so tests need not wait minutes.
     data_plane: dict = field(default_factory=lambda: dict(DEFAULT_DATA_PLANE))
+    # The eventual-consistency model (consistency.py): off, every write shows in the very next
+    # read, as in moto; on, creates show late, deletes linger, added tags and IAM lag.
+    consistency: dict = field(default_factory=lambda: consistency_document({}))
 
     def fault_setting(self, key: str, service: str, operation: str) -> float:
         """The operation's override, else the service's, else the global value."""
@@ -142,6 +184,67 @@ class Config:
             self.unhealthy_target_groups = list(patterns)
         if "data_plane" in document:
             self.data_plane = _data_plane(self.data_plane, document["data_plane"])
+        if "consistency" in document:
+            self.consistency = consistency_document(document["consistency"])
+
+    def consistency_range(self, setting: str, service: str, kind: str) -> tuple[float, float]:
+        """The range of `setting` for this kind: its own, else its service's, else the default."""
+        ranges = self.consistency[setting]
+        for scope in (f"{service}:{kind}", service, "default"):
+            if scope in ranges:
+                return tuple(ranges[scope])
+        return (0.0, 0.0)
+
+
+def consistency_document(values: dict) -> dict:
+    """The whole `consistency` key from `values`: sub-keys left out take their defaults; a range
+    may be given as [min, max] (for every kind) or as an object of ranges by scope."""
+    if not isinstance(values, dict):
+        raise ValueError("consistency must be an object")
+    unknown = set(values) - set(DEFAULT_CONSISTENCY)
+    if unknown:
+        raise ValueError(f"consistency: unknown settings {sorted(unknown)}")
+    document = json.loads(json.dumps(DEFAULT_CONSISTENCY))
+    if "enabled" in values:
+        if not isinstance(values["enabled"], bool):
+            raise ValueError("consistency.enabled must be true or false")
+        document["enabled"] = values["enabled"]
+    if "exempt_access_key" in values:
+        key = values["exempt_access_key"]
+        if not isinstance(key, str) or not key:
+            raise ValueError("consistency.exempt_access_key must be a non-empty string")
+        document["exempt_access_key"] = key
+    for setting in ("visible_after", "tags_after", "linger", "iam_usable_after"):
+        if setting not in values:
+            continue
+        given = values[setting]
+        ranges = {"default": given} if isinstance(given, list) else given
+        if not isinstance(ranges, dict):
+            raise ValueError(f"consistency.{setting} must be [min, max] or an object of ranges")
+        scopes = {"default"} | {kind.split(":")[0] for kind in CONSISTENCY_KINDS} | set(CONSISTENCY_KINDS)
+        if setting == "visible_after":
+            scopes.add("tagging")
+        merged = dict(document[setting]) if setting == "visible_after" else {}
+        for scope, value in ranges.items():
+            if scope not in scopes:
+                raise ValueError(f"consistency.{setting}: unknown scope {scope!r} (default, a service or service:kind)")
+            merged[scope] = _seconds_range(f"consistency.{setting}.{scope}", value)
+        merged.setdefault("default", document[setting]["default"])
+        document[setting] = merged
+    return document
+
+
+def _seconds_range(name: str, value) -> list[float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(f"{name} must be [min, max] in seconds")
+    low, high = float(value[0]), float(value[1])
+    if not 0.0 <= low <= high <= 3600.0:
+        raise ValueError(f"{name} must satisfy 0 <= min <= max <= 3600")
+    return [low, high]
 
 
 def _data_plane(current: dict, values: dict) -> dict:
@@ -207,6 +310,14 @@ def from_environment(environ: dict = os.environ) -> Config:
         data_plane["time_scale"] = float(environ["PLINTH_DATA_PLANE_TIME_SCALE"])
     if data_plane:
         document["data_plane"] = data_plane
+    consistency: dict = {}
+    if environ.get("PLINTH_LAG"):
+        # The model on with its defaults; PLINTH_CONSISTENCY's keys, if any, go over that.
+        consistency["enabled"] = environ["PLINTH_LAG"].strip().lower() not in ("0", "false", "no")
+    if environ.get("PLINTH_CONSISTENCY"):
+        consistency.update(json.loads(environ["PLINTH_CONSISTENCY"]))
+    if consistency:
+        document["consistency"] = consistency
     config.update(document)
     if environ.get("PLINTH_AWS_CONFIG"):
         config.update(json.loads(environ["PLINTH_AWS_CONFIG"]))

@@ -2,8 +2,10 @@
 
 - a load balancer or target group created again with the same name and the same settings is
   returned as it is (a different setting: `DuplicateLoadBalancerName` / `DuplicateTargetGroupName`);
-- a NAT gateway created again with the same ClientToken is returned as it is (different
-  parameters with that token: `IdempotentParameterMismatch`).
+- a NAT gateway, route table or launch template created again with the same ClientToken is
+  returned as it is (different parameters with that token: `IdempotentParameterMismatch`); moto
+  ignores the token, so a resend after a lost answer made a second route table, and a second
+  launch template was refused by its name.
 
 These wrap moto's backend methods so that moto itself serialises the resource it returns, in
 the protocol the caller used. "Same settings" means the same request parameters apart from tags.
@@ -28,8 +30,8 @@ class Duplicates:
     def __init__(self, config: Callable[[], Config]) -> None:
         self._config = config
         self._lock = threading.Lock()
-        # (account, region, token) -> (NAT gateway id, the parameters it was created with)
-        self.nat_tokens: dict[tuple[str, str, str], tuple[str, tuple]] = {}
+        # (account, region, operation, token) -> (resource id, the parameters it was made with)
+        self.tokens: dict[tuple[str, str, str, str], tuple[str, tuple]] = {}
 
     @property
     def active(self) -> bool:
@@ -37,13 +39,13 @@ class Duplicates:
 
     def reset(self) -> None:
         with self._lock:
-            self.nat_tokens.clear()
+            self.tokens.clear()
 
 
 def install(duplicates: Duplicates) -> None:
     _install_load_balancers(duplicates)
     _install_target_groups(duplicates)
-    _install_nat_gateways(duplicates)
+    _install_client_tokens(duplicates)
 
 
 def _settings(arguments: dict) -> tuple:
@@ -96,28 +98,56 @@ def _install_target_groups(duplicates: Duplicates) -> None:
     ELBv2Backend.create_target_group = create_target_group
 
 
-def _install_nat_gateways(duplicates: Duplicates) -> None:
-    original = NatGatewayBackend.create_nat_gateway
+def _install_client_tokens(duplicates: Duplicates) -> None:
+    from moto.ec2.models.launch_templates import LaunchTemplateBackend
+    from moto.ec2.models.route_tables import RouteBackend
 
-    def create_nat_gateway(self, subnet_id, allocation_id, tags=None, connectivity_type="public"):
+    def nat_parameters(subnet_id, allocation_id, tags=None, connectivity_type="public"):
+        return (subnet_id, allocation_id, connectivity_type)
+
+    def route_table_parameters(vpc_id, tags=None, main=False):
+        return (vpc_id, main)
+
+    def template_parameters(name, description, template_data, tag_spec):
+        return (name, description, repr(template_data))
+
+    _install_client_token(duplicates, NatGatewayBackend, "create_nat_gateway", "CreateNatGateway",
+                          "nat_gateways", nat_parameters)
+    _install_client_token(duplicates, RouteBackend, "create_route_table", "CreateRouteTable",
+                          "route_tables", route_table_parameters)
+    _install_client_token(duplicates, LaunchTemplateBackend, "create_launch_template",
+                          "CreateLaunchTemplate", "launch_templates", template_parameters)
+
+
+def _install_client_token(
+    duplicates: Duplicates, backend: type, method: str, operation: str, storage: str, parameters: Callable
+) -> None:
+    """`backend.method` answers a resend of `operation` with its ClientToken (while the
+    resource it made exists) with that resource, as AWS does."""
+    original = getattr(backend, method)
+
+    def create(self, *args, **kwargs):
         request = context.current()
-        token = request.params.get("ClientToken") if request else None
+        # Only the API call itself: moto's CreateVpc makes its main route table with the same
+        # method.
+        token = request.params.get("ClientToken") if request and request.operation == operation else None
         if not duplicates.active or not token:
-            return original(self, subnet_id, allocation_id, tags, connectivity_type)
-        key = (self.account_id, self.region_name, token)
-        parameters = (subnet_id, allocation_id, connectivity_type)
+            return original(self, *args, **kwargs)
+        key = (self.account_id, self.region_name, operation, token)
+        given = parameters(*args, **kwargs)
         with duplicates._lock:
-            known = duplicates.nat_tokens.get(key)
-            if known is not None and known[0] in self.nat_gateways:
-                nat_id, known_parameters = known
-                if known_parameters != parameters:
+            known = duplicates.tokens.get(key)
+            resources = getattr(self, storage)
+            if known is not None and known[0] in resources:
+                ident, known_parameters = known
+                if known_parameters != given:
                     raise EC2ClientError(
                         "IdempotentParameterMismatch",
                         "Client token already used before with different parameters.",
                     )
-                return self.nat_gateways[nat_id]
-            nat = original(self, subnet_id, allocation_id, tags, connectivity_type)
-            duplicates.nat_tokens[key] = (nat.id, parameters)
-            return nat
+                return resources[ident]
+            made = original(self, *args, **kwargs)
+            duplicates.tokens[key] = (made.id, given)
+            return made
 
-    NatGatewayBackend.create_nat_gateway = create_nat_gateway
+    setattr(backend, method, create)

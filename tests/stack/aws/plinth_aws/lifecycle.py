@@ -12,6 +12,9 @@ way AWS would:
                          group's HealthyThresholdCount checks; `unhealthy` (failed health checks)
                          instead, for as long as the group matches `unhealthy_target_groups`
 
+Also here, because it belongs to a cluster's delete: a deleted cluster's automated snapshots go
+with it, as in AWS (moto kept them; see _drop_automated_snapshots).
+
 A transition ends at the first of: its `seconds` elapsed, or `describes` describe calls that
 returned the resource (see config.DEFAULT_PENDING). Time is checked on every AWS call, describe
 counts after every describe. Nothing here runs when `strict` is off: moto's plain behaviour.
@@ -54,6 +57,9 @@ class Lifecycle:
         self._config = config
         self._lock = threading.RLock()
         self._pending: dict[Key, Transition] = {}
+        # Told when a resource held after its delete (`deleting`) is let go: the consistency
+        # model (consistency.py) makes it linger from then.
+        self.on_removed: Callable[[object], None] = lambda resource: None
 
     @property
     def active(self) -> bool:
@@ -349,6 +355,7 @@ def _install_databases(lifecycle: Lifecycle) -> None:
         def delete_db_cluster(self, cluster_identifier, snapshot_name=None):
             cluster = original(self, cluster_identifier, snapshot_name)
             if lifecycle.active:
+                _drop_automated_snapshots(self, cluster)
                 # Keep it visible as `deleting` (its name stays taken) until the transition ends.
                 lifecycle.cancel("db_cluster", cluster.db_cluster_arn)
                 cluster._plinth_tracked = True
@@ -357,7 +364,7 @@ def _install_databases(lifecycle: Lifecycle) -> None:
                 lifecycle.start(
                     "db_cluster_delete",
                     cluster.db_cluster_arn,
-                    lambda: _remove_if(self.clusters, cluster_identifier, cluster),
+                    lambda: _remove_if(self.clusters, cluster_identifier, cluster) and lifecycle.on_removed(cluster),
                 )
             return cluster
 
@@ -373,7 +380,7 @@ def _install_databases(lifecycle: Lifecycle) -> None:
                 lifecycle.start(
                     "db_instance_delete",
                     database.db_instance_arn,
-                    lambda: _remove_if(self.databases, identifier, database),
+                    lambda: _remove_if(self.databases, identifier, database) and lifecycle.on_removed(database),
                 )
             return database
 
@@ -393,6 +400,17 @@ def _install_databases(lifecycle: Lifecycle) -> None:
         "describe_db_instances",
         _observing(lifecycle, lambda databases: [database.db_instance_arn for database in databases]),
     )
+
+
+def _drop_automated_snapshots(rds, cluster) -> None:
+    """AWS deletes a cluster's automated backups with it (keeping them is an opt-in Plinth does
+    not use); moto keeps its `rds:<id>-<minute>` snapshot, so a cluster made again under the
+    same identifier in the same minute failed with DBClusterSnapshotAlreadyExistsFault. Manual
+    snapshots, the final one included, stay."""
+    identifier = cluster.db_cluster_identifier.lower()
+    for name, snapshot in list(rds.cluster_snapshots.items()):
+        if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier.lower() == identifier:
+            del rds.cluster_snapshots[name]
 
 
 def _install_scaling_instances(lifecycle: Lifecycle) -> None:
@@ -438,6 +456,8 @@ def _set_if(resource: object, attribute: str, expected: str, value: str) -> None
         setattr(resource, attribute, value)
 
 
-def _remove_if(table: dict, key: str, resource: object) -> None:
+def _remove_if(table: dict, key: str, resource: object) -> bool:
     if table.get(key) is resource:
         del table[key]
+        return True
+    return False

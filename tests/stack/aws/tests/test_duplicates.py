@@ -101,6 +101,37 @@ def test_nat_gateway_honours_client_token(client):
     assert (error["Code"], error["HTTPStatusCode"]) == ("IdempotentParameterMismatch", 400)
 
 
+def test_route_table_honours_client_token(client):
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateRouteTable.html (ClientToken)
+    ec2 = client("ec2")
+    vpc = network(ec2)["vpc"]
+    other = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    create = lambda token, in_vpc: ec2.create_route_table(VpcId=in_vpc, ClientToken=token)["RouteTable"]["RouteTableId"]
+    first = create("token-1", vpc)
+    assert create("token-1", vpc) == first
+    tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+    assert sorted(t["RouteTableId"] for t in tables if not any(a.get("Main") for a in t["Associations"])) == [first]
+    error = error_of(lambda: create("token-1", other))
+    assert (error["Code"], error["HTTPStatusCode"]) == ("IdempotentParameterMismatch", 400)
+    # Another token is another table.
+    assert create("token-2", vpc) != first
+
+
+def test_launch_template_honours_client_token(client):
+    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateLaunchTemplate.html (ClientToken)
+    ec2 = client("ec2")
+    create = lambda token, image: ec2.create_launch_template(
+        LaunchTemplateName="app", ClientToken=token, LaunchTemplateData={"ImageId": image}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    first = create("token-1", "ami-12c6146b")
+    assert create("token-1", "ami-12c6146b") == first
+    assert len(ec2.describe_launch_templates()["LaunchTemplates"]) == 1
+    error = error_of(lambda: create("token-1", "ami-00000001"))
+    assert (error["Code"], error["HTTPStatusCode"]) == ("IdempotentParameterMismatch", 400)
+    # Without the token the name is taken, as in AWS.
+    assert error_of(lambda: create("token-2", "ami-12c6146b"))["Code"] == "InvalidLaunchTemplateName.AlreadyExistsException"
+
+
 def test_db_cluster_name_stays_taken_while_the_old_cluster_is_deleting(client):
     rds = client("rds")
     create = lambda: rds.create_db_cluster(DBClusterIdentifier="db1", Engine="aurora-mysql",
