@@ -286,6 +286,12 @@ impl OperatorProcess {
             .env("PLINTH_LEASE_SECONDS", "6")
             // Rollout steps of 3 s instead of the CRD's 30 s minimum.
             .env("PLINTH_ROLLOUT_STEP_SCALE", "0.1")
+            // The stack's emulator shows every write at once (a campaign with its lag on sets
+            // a longer window in `extra`).
+            .env(
+                "PLINTH_AWS_VISIBILITY_SECONDS",
+                crate::CONSISTENT_VISIBILITY.as_secs().to_string(),
+            )
             .env("PLINTH_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .env("PLINTH_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
@@ -414,6 +420,7 @@ pub fn test_settings(namespace: &str, identity: &str) -> Settings {
     settings.lease_name = "plinth-operator".into();
     settings.lease_duration = Duration::from_secs(6);
     settings.progress_interval = Duration::from_millis(500);
+    settings.visibility_window = crate::CONSISTENT_VISIBILITY;
     settings
 }
 

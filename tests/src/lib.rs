@@ -178,6 +178,34 @@ pub fn reader_clients(config: &aws_config::SdkConfig) -> plinth_operator::aws::A
     plinth_operator::aws::AwsClients::from_config(config, &options)
 }
 
+/// The engine's visibility window against the emulator with its lag off: every write shows
+/// in the next read, so a create not listed a few seconds later was never made.
+pub const CONSISTENT_VISIBILITY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The access key the emulator's consistency model spares (`exempt_access_key`): calls signed
+/// with it see every write at once, as a verdict must.
+pub const TRUTH_ACCESS_KEY: &str = "PLINTHCONSISTENT";
+
+/// Reader clients (as [`reader_clients`]) that see the emulator's truth even when it lags as
+/// AWS does (`PLINTH_LAG`): a campaign counts duplicates and leaks with these, so a resource
+/// the lag hides is still counted.
+pub fn truth_clients(config: &aws_config::SdkConfig) -> plinth_operator::aws::AwsClients {
+    let credentials = aws_sdk_ec2::config::Credentials::new(
+        TRUTH_ACCESS_KEY,
+        "plinth-truth",
+        None,
+        None,
+        "plinth-truth",
+    );
+    let config = config
+        .to_builder()
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build();
+    reader_clients(&config)
+}
+
 /// A Kubernetes client for the stack's API server, with the admin kubeconfig `up` wrote.
 pub async fn kube_client() -> Result<kube::Client, StackError> {
     let path = stack_var("KUBECONFIG")?;

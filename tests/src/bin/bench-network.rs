@@ -84,6 +84,7 @@ async fn run() -> Result<Vec<Phase>, String> {
     let pace = Pace {
         timeout: Duration::from_secs(300),
         interval: Duration::from_millis(250),
+        visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
     };
     let mut quiet = |_: &str| {};
     let mut phases = Vec::new();
@@ -112,7 +113,7 @@ async fn run() -> Result<Vec<Phase>, String> {
         Instant::now(),
     );
     let outcome = platform
-        .apply(&file.scope, &file.intent())
+        .apply(&file.scope, &file.intent(), None)
         .await
         .map_err(|e| e.to_string())?;
     if !outcome.is_converged() {

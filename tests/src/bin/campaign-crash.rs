@@ -7,7 +7,8 @@
 //! ```sh
 //! cargo build -p plinth-e2e --bins
 //! $CARGO_TARGET_DIR/debug/campaign-crash --trials 100 --seed 20261127   # the full campaign
-//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 2 --parallel 2        # CI's short version
+//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 100 --lag             # with AWS's lag
+//! $CARGO_TARGET_DIR/debug/campaign-crash --trials 2 --parallel 2 --lag  # CI's short version
 //! ```
 //!
 //! The trials run `--parallel` at a time, each in its own namespace with its own replicas,
@@ -52,9 +53,17 @@ struct Args {
     /// Run against the stack's shared emulator (its default pending states) instead.
     #[arg(long)]
     shared_emulator: bool,
+    /// Turn the private emulator's consistency model on: creates invisible to reads for
+    /// 0–5 s (the tagging API 0–15 s), deletes lingering 0–5 s, IAM profiles unusable 2–8 s.
+    #[arg(long, conflicts_with = "shared_emulator")]
+    lag: bool,
 }
 
 type Failure = Box<dyn std::error::Error>;
+
+/// The operator's visibility window under the emulator's lag: above its longest delay (15 s,
+/// the tagging API), far below the production default.
+const LAG_VISIBILITY_SECONDS: &str = "30";
 
 async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
@@ -62,16 +71,18 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let emulator = if args.shared_emulator {
         None
     } else {
-        Some(PrivateEmulator::start(&[(
-            "PLINTH_PENDING_SECONDS",
-            args.pending_seconds.as_str(),
-        )])?)
+        let mut settings = vec![("PLINTH_PENDING_SECONDS", args.pending_seconds.as_str())];
+        if args.lag {
+            settings.push(("PLINTH_LAG", "1"));
+        }
+        Some(PrivateEmulator::start(&settings)?)
     };
     let config = match &emulator {
         Some(e) => e.sdk_config().await?,
         None => aws_config().await?,
     };
-    let aws = plinth_e2e::reader_clients(&config);
+    // Verdicts read the truth, whatever the emulator's lag shows the operator.
+    let aws = plinth_e2e::truth_clients(&config);
     let binary = operator_beside_this_binary()?
         .to_string_lossy()
         .into_owned();
@@ -83,6 +94,9 @@ async fn run(args: Args) -> Result<bool, Failure> {
     ];
     if let Some(e) = &emulator {
         env.push(("AWS_ENDPOINT_URL", e.endpoint.as_str()));
+    }
+    if args.lag {
+        env.push(("PLINTH_AWS_VISIBILITY_SECONDS", LAG_VISIBILITY_SECONDS));
     }
     let replicas = Replicas {
         binary: &binary,
@@ -102,6 +116,10 @@ async fn run(args: Args) -> Result<bool, Failure> {
         args.example,
         args.window_ms,
         match &emulator {
+            Some(_) if args.lag => format!(
+                "private emulator with {} s pending and AWS's lag (operator's visibility window {LAG_VISIBILITY_SECONDS} s)",
+                args.pending_seconds
+            ),
             Some(_) => format!("private emulator with {} s pending", args.pending_seconds),
             None => "the stack's emulator".to_owned(),
         }

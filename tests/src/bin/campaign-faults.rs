@@ -7,7 +7,8 @@
 //! ```sh
 //! cargo build -p plinth-e2e --bins
 //! $CARGO_TARGET_DIR/debug/campaign-faults --trials 10    # the full campaign (10 pairs)
-//! $CARGO_TARGET_DIR/debug/campaign-faults --trials 1 --pending-seconds 0   # CI's short version
+//! $CARGO_TARGET_DIR/debug/campaign-faults --trials 10 --lag   # the same with AWS's lag
+//! $CARGO_TARGET_DIR/debug/campaign-faults --trials 1 --pending-seconds 0 --lag   # CI's short version
 //! ```
 
 use std::process::ExitCode;
@@ -47,7 +48,15 @@ struct Args {
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Turn both emulators' consistency model on (creates invisible for a while, deletes
+    /// lingering, IAM profiles unusable at first), as AWS is.
+    #[arg(long)]
+    lag: bool,
 }
+
+/// The operator's visibility window under the emulator's lag: above its longest delay (15 s,
+/// the tagging API), far below the production default.
+const LAG_VISIBILITY_SECONDS: &str = "30";
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -62,20 +71,23 @@ impl<'a> Side<'a> {
         name: &'static str,
         emulator: &'a PrivateEmulator,
         binary: &'a str,
+        lag: bool,
     ) -> Result<Self, Failure> {
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL", emulator.endpoint.as_str()),
+            // Rollout steps of 1.5 s instead of the CRD's 30 s minimum.
+            ("PLINTH_ROLLOUT_STEP_SCALE", "0.05"),
+            // Every injected fault is a warning in the operator's log: keep errors only.
+            ("RUST_LOG", "error"),
+        ];
+        if lag {
+            env.push(("PLINTH_AWS_VISIBILITY_SECONDS", LAG_VISIBILITY_SECONDS));
+        }
         Ok(Self {
             name,
-            replicas: Replicas {
-                binary,
-                env: vec![
-                    ("AWS_ENDPOINT_URL", emulator.endpoint.as_str()),
-                    // Rollout steps of 1.5 s instead of the CRD's 30 s minimum.
-                    ("PLINTH_ROLLOUT_STEP_SCALE", "0.05"),
-                    // Every injected fault is a warning in the operator's log: keep errors only.
-                    ("RUST_LOG", "error"),
-                ],
-            },
-            aws: plinth_e2e::reader_clients(&emulator.sdk_config().await?),
+            replicas: Replicas { binary, env },
+            // Verdicts read the truth, whatever the emulator's lag shows the operator.
+            aws: plinth_e2e::truth_clients(&emulator.sdk_config().await?),
         })
     }
 }
@@ -84,19 +96,24 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;
     install_crd(&client).await;
     let seed = args.seed.to_string();
-    let clean = PrivateEmulator::start(&[("PLINTH_PENDING_SECONDS", &args.pending_seconds)])?;
+    let lag = if args.lag { "1" } else { "0" };
+    let clean = PrivateEmulator::start(&[
+        ("PLINTH_PENDING_SECONDS", &args.pending_seconds),
+        ("PLINTH_LAG", lag),
+    ])?;
     let faulty = PrivateEmulator::start(&[
         ("PLINTH_PENDING_SECONDS", &args.pending_seconds),
         ("PLINTH_FAULT_SEED", &seed),
         ("PLINTH_FAULT_THROTTLE_RATE", &args.throttle_rate),
         ("PLINTH_FAULT_5XX_RATE", &args.error_5xx_rate),
+        ("PLINTH_LAG", lag),
     ])?;
     let binary = operator_beside_this_binary()?
         .to_string_lossy()
         .into_owned();
     let sides = [
-        Side::new("fault-free", &clean, &binary).await?,
-        Side::new("faulty", &faulty, &binary).await?,
+        Side::new("fault-free", &clean, &binary, args.lag).await?,
+        Side::new("faulty", &faulty, &binary, args.lag).await?,
     ];
     let trial = Trial {
         example: &args.example,
@@ -105,12 +122,17 @@ async fn run(args: Args) -> Result<bool, Failure> {
         timeout: Duration::from_secs(args.timeout),
     };
     println!(
-        "faults campaign: {} trial(s) on each of a fault-free emulator and one throttling {} and failing {} of calls with a 5xx (seed {}), {} s pending on both, {} at a time",
+        "faults campaign: {} trial(s) on each of a fault-free emulator and one throttling {} and failing {} of calls with a 5xx (seed {}), {} s pending on both{}, {} at a time",
         args.trials,
         args.throttle_rate,
         args.error_5xx_rate,
         args.seed,
         args.pending_seconds,
+        if args.lag {
+            format!(", AWS's lag on both (operator's visibility window {LAG_VISIBILITY_SECONDS} s)")
+        } else {
+            String::new()
+        },
         args.parallel
     );
     let started = Instant::now();

@@ -302,6 +302,7 @@ fn pace() -> Pace {
     Pace {
         timeout: Duration::from_secs(180),
         interval: Duration::from_millis(500),
+        visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
     }
 }
 
@@ -377,7 +378,7 @@ impl Harness {
     async fn steady_status(&self) -> DataPlatformStatus {
         let outcome = self
             .platform
-            .apply(self.scope(), &self.file.intent())
+            .apply(self.scope(), &self.file.intent(), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -914,7 +915,7 @@ async fn a_second_revision_gets_its_own_template_group_and_policies() {
     converge_to(&harness, &rolling).await;
     let observed = harness
         .platform
-        .apply(harness.scope(), &rolling)
+        .apply(harness.scope(), &rolling, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .pass
@@ -956,7 +957,7 @@ async fn a_second_revision_gets_its_own_template_group_and_policies() {
     converge_to(&harness, &done).await;
     let observed = harness
         .platform
-        .apply(harness.scope(), &done)
+        .apply(harness.scope(), &done, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .pass
@@ -988,7 +989,7 @@ async fn converge_to(harness: &Harness, intent: &Intent) {
     loop {
         let outcome = harness
             .platform
-            .apply(harness.scope(), intent)
+            .apply(harness.scope(), intent, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         for applied in &outcome.pass.report.applied {

@@ -113,6 +113,7 @@ struct Harness {
 const PACE: Pace = Pace {
     timeout: Duration::from_secs(120),
     interval: Duration::from_millis(300),
+    visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
 };
 
 impl Harness {
@@ -570,7 +571,7 @@ async fn apply_reads_back_changes_in_place_and_snapshot_teardown() {
         assert!(passes < 200, "DatabaseReady never became true");
         let outcome = h
             .platform
-            .apply(&scope, &intent)
+            .apply(&scope, &intent, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
@@ -702,7 +703,7 @@ async fn apply_reads_back_changes_in_place_and_snapshot_teardown() {
         outcome
     } else {
         h.platform
-            .apply(&scope, &intent)
+            .apply(&scope, &intent, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     };
@@ -853,7 +854,7 @@ async fn a_pass_killed_right_after_the_cluster_create_leaves_one_cluster() {
     let file = h.file.clone();
     let passes = tokio::spawn(async move {
         loop {
-            let _ = platform.apply(&file.scope, &file.intent()).await;
+            let _ = platform.apply(&file.scope, &file.intent(), None).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });

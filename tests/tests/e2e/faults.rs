@@ -80,6 +80,7 @@ async fn lifecycle(settings: &[(&str, &str)]) -> Run {
     let pace = Pace {
         timeout: Duration::from_secs(240),
         interval: Duration::from_millis(300),
+        visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
     };
 
     let applied = cli::converge(&platform, &file, pace, &mut |_| {})

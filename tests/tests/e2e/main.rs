@@ -4,6 +4,7 @@
 
 mod api_validation;
 mod compute;
+mod consistency;
 mod controller;
 mod database;
 mod dataplane;

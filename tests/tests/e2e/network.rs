@@ -100,6 +100,7 @@ impl Harness {
         let pace = Pace {
             timeout: Duration::from_secs(120),
             interval: Duration::from_millis(500),
+            visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
         };
         let name = self.name().to_owned();
         cli::converge(&self.platform, &self.file, pace, &mut |line| {
@@ -113,6 +114,7 @@ impl Harness {
         let pace = Pace {
             timeout: Duration::from_secs(120),
             interval: Duration::from_millis(500),
+            visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
         };
         let name = self.name().to_owned();
         cli::destroy(&self.platform, &self.file, pace, &mut |line| {
@@ -534,7 +536,7 @@ async fn apply_builds_the_network_the_spec_describes_and_a_steady_pass_writes_no
     let before = h.clients.calls().snapshot();
     let outcome = h
         .platform
-        .apply(&h.file.scope, &h.file.intent())
+        .apply(&h.file.scope, &h.file.intent(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let calls = h.clients.calls().snapshot().since(&before);
@@ -726,7 +728,7 @@ async fn a_pass_killed_right_after_the_vpc_create_leaves_one_vpc() {
     // recorded anywhere.
     let platform = components::network_only(&h.clients).unwrap_or_else(|e| panic!("{e}"));
     let (scope, intent) = (h.file.scope.clone(), h.file.intent());
-    let pass = tokio::spawn(async move { platform.apply(&scope, &intent).await.map(|_| ()) });
+    let pass = tokio::spawn(async move { platform.apply(&scope, &intent, None).await.map(|_| ()) });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let vpcs = h
@@ -809,6 +811,7 @@ async fn a_lost_create_vpc_response_makes_no_second_vpc() {
             Pace {
                 timeout: Duration::from_secs(120),
                 interval: Duration::from_millis(500),
+                visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
             },
             &mut |line| eprintln!("[{}] {line}", h.name()),
         )

@@ -50,6 +50,7 @@ fn pace() -> Pace {
     Pace {
         timeout: Duration::from_secs(120),
         interval: Duration::from_millis(500),
+        visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
     }
 }
 

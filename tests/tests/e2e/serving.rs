@@ -119,6 +119,7 @@ fn pace() -> Pace {
     Pace {
         timeout: Duration::from_secs(120),
         interval: Duration::from_millis(500),
+        visibility_window: plinth_e2e::CONSISTENT_VISIBILITY,
     }
 }
 
@@ -185,7 +186,7 @@ impl Harness {
         loop {
             let outcome = self
                 .platform
-                .apply(&self.file.scope, intent)
+                .apply(&self.file.scope, intent, None)
                 .await
                 .unwrap_or_else(|e| panic!("{}: {e}", self.name()));
             for applied in &outcome.pass.report.applied {
@@ -815,7 +816,7 @@ async fn https_front_and_alarms_match_the_spec_and_weights_follow_the_rollout() 
     let before = h.clients.calls().snapshot();
     let steady = h
         .platform
-        .apply(&h.file.scope, &h.file.intent())
+        .apply(&h.file.scope, &h.file.intent(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(steady.is_converged(), "{:?}", steady.pass.plan);
@@ -921,7 +922,7 @@ async fn plain_http_forwards_and_the_health_check_changes_in_place() {
     );
     let steady = h
         .platform
-        .apply(&h.file.scope, &h.file.intent())
+        .apply(&h.file.scope, &h.file.intent(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut status = plinth_crds::DataPlatformStatus::default();
