@@ -136,6 +136,17 @@ impl Observed {
         true
     }
 
+    /// Adds `resource` for its key when nothing else carries that key (a stand-in for one AWS
+    /// does not list yet); false, and nothing added, otherwise.
+    pub fn stand_in(&mut self, resource: ObservedResource) -> bool {
+        let group = self.by_key.entry(resource.key.clone()).or_default();
+        if !group.is_empty() {
+            return false;
+        }
+        group.push(resource);
+        true
+    }
+
     /// Resources beyond the first that carry `key`.
     pub fn duplicates(&self, key: &Key) -> &[ObservedResource] {
         self.by_key

@@ -8,7 +8,7 @@ use super::desired::DesiredGraph;
 use super::execute::{ExecuteOptions, Report, execute_journaled};
 use super::identity::Scope;
 use super::journal::{Journal, Unlisted};
-use super::observed::{Observed, ObservedResource};
+use super::observed::{Lifecycle, Observed, ObservedResource};
 use super::plan::{Plan, plan, plan_teardown};
 
 /// Why a pass could not even plan.
@@ -87,6 +87,24 @@ impl<'a, S> Engine<'a, S> {
         self
     }
 
+    /// `observed` with a stand-in, still being created, for each recent create AWS answered
+    /// but does not list yet. The plan then waits for it instead of creating it again, and its
+    /// dependents, which AWS may already list, keep their reference to its id: without it they
+    /// would look moved to a component about to be made, and be replaced.
+    fn standing_in(&self, mut observed: Observed, unlisted: &[Unlisted]) -> Observed {
+        for entry in unlisted {
+            let (Some(id), Some(kind)) =
+                (entry.id.as_deref(), self.components.kind_named(&entry.kind))
+            else {
+                continue;
+            };
+            observed.stand_in(
+                ObservedResource::new(kind, entry.key.clone(), id).lifecycle(Lifecycle::Pending),
+            );
+        }
+        observed
+    }
+
     async fn observe(&self) -> Result<(Observed, Vec<Unlisted>), PassError> {
         let observed = self
             .components
@@ -115,10 +133,12 @@ impl<'a, S> Engine<'a, S> {
     pub async fn preview(&self, spec: &S) -> Result<Pass, PassError> {
         let desired = self.components.desired(spec)?;
         let (observed, unlisted) = self.observe().await?;
+        let found = observed.len() + unlisted.len();
+        let observed = self.standing_in(observed, &unlisted);
         Ok(Pass {
             plan: plan(&desired, &observed),
             report: Report::default(),
-            found: observed.len() + unlisted.len(),
+            found,
             unlisted,
             observed,
         })
@@ -128,12 +148,14 @@ impl<'a, S> Engine<'a, S> {
     pub async fn reconcile(&self, spec: &S) -> Result<Pass, PassError> {
         let desired = self.components.desired(spec)?;
         let (observed, unlisted) = self.observe().await?;
+        let found = observed.len() + unlisted.len();
+        let observed = self.standing_in(observed, &unlisted);
         let plan = plan(&desired, &observed);
         let report = self.execute(&plan, &observed).await;
         Ok(Pass {
             plan,
             report,
-            found: observed.len() + unlisted.len(),
+            found,
             unlisted,
             observed,
         })
