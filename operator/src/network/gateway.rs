@@ -519,6 +519,59 @@ impl Driver for NatGateways {
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        // AWS answers a token it has seen with the gateway it made then, even one deleted since
+        // (a gateway replaced, or deleted by hand): that token is spent, and the next one is
+        // derived from the deleted gateway's id, so a resend after a lost answer still
+        // carries the same token.
+        let mut token = request.client_token.to_owned();
+        for _ in 0..SPENT_TOKENS {
+            let made = self.create_with(&request, &token).await?;
+            if made.lifecycle != Lifecycle::Deleting {
+                return Ok(made);
+            }
+            tracing::info!(key = %request.key, spent = %made.id, "the create's client token answered a deleted NAT gateway: sending a new one");
+            token = format!("{}-{}", request.client_token, made.id);
+        }
+        Err(ActError::retryable(
+            "PlinthClientTokenSpent",
+            format!("{SPENT_TOKENS} client tokens in a row answered a deleted NAT gateway"),
+        ))
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        Err(no_update(&request))
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        deletion(
+            self.aws
+                .ec2()
+                .await
+                .delete_nat_gateway()
+                .nat_gateway_id(&current.id)
+                .send()
+                .await,
+            "NatGatewayNotFound",
+            Deletion::InProgress,
+        )
+    }
+}
+
+/// How many spent client tokens a NAT gateway's create moves past before it gives up.
+const SPENT_TOKENS: usize = 3;
+
+impl NatGateways {
+    /// One create of a NAT gateway with `token` (the driver's create says why the token
+    /// may change).
+    async fn create_with(
+        &self,
+        request: &CreateRequest<'_>,
+        token: &str,
+    ) -> Result<ObservedResource, ActError> {
         let subnet = required(request.attrs, SUBNET_ID)?;
         let allocation = required(request.attrs, ALLOCATION_ID)?;
         let scope = request.scope;
@@ -534,8 +587,8 @@ impl Driver for NatGateways {
                     .subnet_id(subnet)
                     .allocation_id(allocation)
                     .connectivity_type(ConnectivityType::Public)
-                    .client_token(request.client_token)
-                    .tag_specifications(tag_specification(ResourceType::Natgateway, &request))
+                    .client_token(token)
+                    .tag_specifications(tag_specification(ResourceType::Natgateway, request))
                     .customize()
                     .config_override(no_retries())
                     .send()
@@ -543,6 +596,12 @@ impl Driver for NatGateways {
                 let nat = output.nat_gateway();
                 let lifecycle = match nat.and_then(|n| n.state()) {
                     Some(NatGatewayState::Available) => Lifecycle::Available,
+                    // A spent token's answer: the gateway it made is gone or going.
+                    Some(
+                        NatGatewayState::Deleted
+                        | NatGatewayState::Deleting
+                        | NatGatewayState::Failed,
+                    ) => Lifecycle::Deleting,
                     _ => Lifecycle::Pending,
                 };
                 let mut resource = ObservedResource::new(
@@ -570,27 +629,5 @@ impl Driver for NatGateways {
             },
         )
         .await
-    }
-
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(no_update(&request))
-    }
-
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .ec2()
-                .await
-                .delete_nat_gateway()
-                .nat_gateway_id(&current.id)
-                .send()
-                .await,
-            "NatGatewayNotFound",
-            Deletion::InProgress,
-        )
     }
 }
