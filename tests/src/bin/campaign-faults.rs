@@ -60,6 +60,12 @@ const LAG_VISIBILITY_SECONDS: &str = "30";
 
 type Failure = Box<dyn std::error::Error>;
 
+/// The replicas' log filter: `PLINTH_OPERATOR_LOG`, else errors only.
+fn operator_log() -> &'static str {
+    static LOG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| std::env::var("PLINTH_OPERATOR_LOG").unwrap_or_else(|_| "error".into()))
+}
+
 struct Side<'a> {
     name: &'static str,
     replicas: Replicas<'a>,
@@ -77,8 +83,9 @@ impl<'a> Side<'a> {
             ("AWS_ENDPOINT_URL", emulator.endpoint.as_str()),
             // Rollout steps of 1.5 s instead of the CRD's 30 s minimum.
             ("PLINTH_ROLLOUT_STEP_SCALE", "0.05"),
-            // Every injected fault is a warning in the operator's log: keep errors only.
-            ("RUST_LOG", "error"),
+            // Every injected fault is a warning in the operator's log: keep errors only, unless
+            // PLINTH_OPERATOR_LOG asks for more (a filter like RUST_LOG's).
+            ("RUST_LOG", operator_log()),
         ];
         if lag {
             env.push(("PLINTH_AWS_VISIBILITY_SECONDS", LAG_VISIBILITY_SECONDS));
