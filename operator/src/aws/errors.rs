@@ -184,8 +184,9 @@ pub enum LostAnswer {
     /// the existing resource: sending it again cannot make a second one.
     SendAgain,
     /// Sending it again could make a second resource (or be refused as a duplicate of our own):
-    /// the create ends [`ActError::Pending`], and the engine's journal holds the component until
-    /// AWS lists what was made or the visibility window has passed.
+    /// the create ends [`ActError::Retryable`] with the code [`UNCONFIRMED`] (AWS may have made
+    /// it), and the engine's journal holds the component until AWS lists what was made or the
+    /// visibility window has passed.
     AwaitVisibility,
 }
 

@@ -96,13 +96,12 @@ impl Journals {
     /// The journal of `dp`: the one in memory, or one started from its status (after a
     /// restart or a change of leader).
     pub fn of(&self, dp: &DataPlatform, api: &Api<DataPlatform>, window: Duration) -> Arc<Journal> {
-        let uid = dp.uid().unwrap_or_else(|| dp.name_any());
         let mut journals = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         journals
-            .entry(uid)
+            .entry(uid_of(dp))
             .or_insert_with(|| {
                 let saved = dp
                     .status
@@ -130,12 +129,16 @@ impl Journals {
 
     /// Forgets the journal of a platform whose finalizer was released.
     pub fn forget(&self, dp: &DataPlatform) {
-        let uid = dp.uid().unwrap_or_else(|| dp.name_any());
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&uid);
+            .remove(&uid_of(dp));
     }
+}
+
+/// The key of `dp`'s journal: its UID (a platform deleted and applied again is a new object).
+fn uid_of(dp: &DataPlatform) -> String {
+    dp.uid().unwrap_or_else(|| dp.name_any())
 }
 
 #[cfg(test)]

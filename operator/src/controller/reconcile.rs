@@ -838,7 +838,13 @@ async fn publish_changes(ctx: &Context, dp: &DataPlatform, applied: &[Applied]) 
                 },
             ),
         };
-        let type_ = if reason == DUPLICATE_DELETED {
+        let type_ = if matches!(
+            change.change,
+            Change::Deleted {
+                duplicate: true,
+                ..
+            }
+        ) {
             EventType::Warning
         } else {
             EventType::Normal

@@ -89,7 +89,7 @@ pub trait JournalStore: Send + Sync {
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -263,11 +263,6 @@ impl Journal {
         }
     }
 
-    /// The entries now.
-    pub async fn entries(&self) -> Vec<Entry> {
-        self.entries.lock().await.0.clone()
-    }
-
     async fn save(&self, entries: &Entries) -> Result<(), String> {
         match &self.store {
             Some(store) => store.save(&entries.0).await,
@@ -314,28 +309,27 @@ impl Journal {
 
     /// Records the id a create answered with.
     pub(crate) async fn created(&self, key: &Key, id: &str) {
-        let mut entries = self.entries.lock().await;
-        entries.created(key, id);
-        if let Err(e) = self.save(&entries).await {
-            tracing::warn!(%key, id, error = %e, "could not save a create's id in the journal");
-        }
+        self.record(key, |entries| entries.created(key, id)).await;
     }
 
     /// Forgets a create AWS refused: it made nothing, so nothing is awaited.
     pub(crate) async fn abandoned(&self, key: &Key) {
-        let mut entries = self.entries.lock().await;
-        entries.abandoned(key);
-        if let Err(e) = self.save(&entries).await {
-            tracing::warn!(%key, error = %e, "could not save the journal");
-        }
+        self.record(key, |entries| entries.abandoned(key)).await;
     }
 
     /// Records that AWS answered the resource `id` of `key` is gone.
     pub(crate) async fn deleted(&self, key: &Key, kind: Kind, id: &str) {
+        self.record(key, |entries| entries.deleted(key, kind, id, now_ms()))
+            .await;
+    }
+
+    /// Applies `change` about `key` and saves the entries. A failed save is logged: the
+    /// change stays in memory and the next save carries it.
+    async fn record(&self, key: &Key, change: impl FnOnce(&mut Entries)) {
         let mut entries = self.entries.lock().await;
-        entries.deleted(key, kind, id, now_ms());
+        change(&mut entries);
         if let Err(e) = self.save(&entries).await {
-            tracing::warn!(%key, id, error = %e, "could not save a delete in the journal");
+            tracing::warn!(%key, error = %e, "could not save the journal of recent AWS changes");
         }
     }
 }
