@@ -18,6 +18,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::cluster::{OperatorProcess, TEST_MANAGER, TestNamespace, condition, example};
 
+/// The operator's visibility window (`PLINTH_AWS_VISIBILITY_SECONDS`) in a campaign run
+/// with the emulator's lag (`--lag`): above its longest delay (15 s, the tagging API), far below
+/// the production default.
+pub const LAG_VISIBILITY_SECONDS: &str = "30";
+
 /// Why a trial could not run to its end.
 pub type Failure = Box<dyn std::error::Error>;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt as _;
-use plinth_e2e::campaign::{Replicas, Trial};
+use plinth_e2e::campaign::{LAG_VISIBILITY_SECONDS, Replicas, Trial};
 use plinth_e2e::cluster::{install_crd, operator_beside_this_binary};
 use plinth_e2e::emulator::PrivateEmulator;
 use plinth_e2e::{aws_config, kube_client};
@@ -60,10 +60,6 @@ struct Args {
 }
 
 type Failure = Box<dyn std::error::Error>;
-
-/// The operator's visibility window under the emulator's lag: above its longest delay (15 s,
-/// the tagging API), far below the production default.
-const LAG_VISIBILITY_SECONDS: &str = "30";
 
 async fn run(args: Args) -> Result<bool, Failure> {
     let client = kube_client().await?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt as _;
-use plinth_e2e::campaign::{Replicas, Trial, Verdict};
+use plinth_e2e::campaign::{LAG_VISIBILITY_SECONDS, Replicas, Trial, Verdict};
 use plinth_e2e::cluster::{install_crd, operator_beside_this_binary};
 use plinth_e2e::emulator::{PrivateEmulator, faults_answered};
 use plinth_e2e::kube_client;
@@ -53,10 +53,6 @@ struct Args {
     #[arg(long)]
     lag: bool,
 }
-
-/// The operator's visibility window under the emulator's lag: above its longest delay (15 s,
-/// the tagging API), far below the production default.
-const LAG_VISIBILITY_SECONDS: &str = "30";
 
 type Failure = Box<dyn std::error::Error>;
 
