@@ -13,17 +13,71 @@ use std::collections::BTreeMap;
 use aws_sdk_resourcegroupstagging::types::TagFilter;
 
 use super::{AwsClients, classify};
-use crate::engine::{ActError, PLATFORM_TAG, Scope};
+use crate::engine::{ActError, PLATFORM_TAG, Reads, Scope};
 
 /// The IAM action [`tagged`] needs.
 pub const GET_RESOURCES: &str = "tag:GetResources";
 
-/// Every resource of `resource_type` (`elasticloadbalancing:targetgroup`, or a whole service:
-/// `sns`) tagged for `scope`'s platform, as `(ARN, tags)`, paging through the answer.
+/// The resource types read through the tagging API, in one `GetResources` per observe shared
+/// by every kind that asks ([`tagged`]): target groups and the alarm topic today. A kind that
+/// reads another type adds it here.
+pub const TYPES: &[&str] = &["elasticloadbalancing:targetgroup", "sns"];
+
+/// Every resource of `resource_type` (one of [`TYPES`]: `elasticloadbalancing:targetgroup`, or a
+/// whole service: `sns`) tagged for `scope`'s platform, as `(ARN, tags)`. The platform's
+/// resources of all [`TYPES`] are read once per observe (`reads`), paging through the answer.
 pub async fn tagged(
     aws: &AwsClients,
     scope: &Scope,
+    reads: &Reads,
     resource_type: &str,
+) -> Result<Vec<(String, BTreeMap<String, String>)>, ActError> {
+    if !TYPES.contains(&resource_type) {
+        return Err(ActError::refused(
+            "PlinthTaggingType",
+            format!(
+                "{resource_type} is not among the tagging API's shared types; add it to aws::tagging::TYPES"
+            ),
+        ));
+    }
+    let all = reads
+        .get_or_read("tagging:GetResources", || read_all(aws, scope))
+        .await?;
+    Ok(all
+        .iter()
+        .filter(|(arn, _)| arn_is(arn, resource_type))
+        .cloned()
+        .collect())
+}
+
+/// Whether `arn` names a resource of `resource_type` (`service` or `service:type`).
+fn arn_is(arn: &str, resource_type: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some(service), Some(_region), Some(_account)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let resource = parts.next().unwrap_or_default();
+    match resource_type.split_once(':') {
+        None => service == resource_type,
+        Some((wanted_service, wanted_type)) => {
+            service == wanted_service
+                && resource
+                    .strip_prefix(wanted_type)
+                    .is_some_and(|rest| rest.starts_with('/') || rest.starts_with(':'))
+        }
+    }
+}
+
+/// The platform's resources of every type in [`TYPES`], as `(ARN, tags)`.
+async fn read_all(
+    aws: &AwsClients,
+    scope: &Scope,
 ) -> Result<Vec<(String, BTreeMap<String, String>)>, ActError> {
     let mut found = Vec::new();
     let mut token: Option<String> = None;
@@ -38,7 +92,7 @@ pub async fn tagged(
                     .values(scope.platform())
                     .build(),
             )
-            .resource_type_filters(resource_type)
+            .set_resource_type_filters(Some(TYPES.iter().map(|t| (*t).to_owned()).collect()))
             .set_pagination_token(token)
             .send()
             .await
@@ -68,4 +122,22 @@ pub async fn tagged(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_is;
+
+    #[test]
+    fn arns_are_told_apart_by_service_and_type() {
+        let tg = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/plinth-x/abc";
+        let lb =
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/plinth-x/abc";
+        let topic = "arn:aws:sns:eu-west-1:123456789012:plinth-alarms";
+        assert!(arn_is(tg, "elasticloadbalancing:targetgroup"));
+        assert!(!arn_is(lb, "elasticloadbalancing:targetgroup"));
+        assert!(arn_is(topic, "sns"));
+        assert!(!arn_is(tg, "sns"));
+        assert!(!arn_is("not-an-arn", "sns"));
+    }
 }

@@ -11,6 +11,8 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
@@ -18,8 +20,8 @@ use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Scope,
-    UpdateRequest,
+    DesiredResource, Driver, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads,
+    Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{keys as network_keys, required, updated};
@@ -196,6 +198,17 @@ impl AutoScalingGroups {
         Self { aws }
     }
 
+    /// The platform's groups, read once per observe for the groups and their scaling policies.
+    pub async fn shared(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Arc<Vec<ObservedResource>>, ActError> {
+        reads
+            .get_or_read("autoscaling:DescribeAutoScalingGroups", || self.list(scope))
+            .await
+    }
+
     /// The platform's groups (one call per page, filtered by the platform tag).
     pub async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let mut found = Vec::new();
@@ -293,8 +306,12 @@ impl Driver for AutoScalingGroups {
         AUTO_SCALING_GROUP
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        Ok(self.shared(scope, reads).await?.as_ref().clone())
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {

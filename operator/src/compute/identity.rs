@@ -18,7 +18,7 @@ use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, PLATFORM_TAG, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{required, updated};
@@ -199,7 +199,11 @@ impl Driver for InstanceRole {
         IAM_ROLE
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         let key = Key::from(keys::INSTANCE_ROLE);
         let name = scope.name_for(&key, ROLE_NAME_LEN);
         Ok(self.find(&name, &key, scope).await?.into_iter().collect())
@@ -448,7 +452,11 @@ impl Driver for InstanceProfile {
         INSTANCE_PROFILE
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         let key = Key::from(keys::INSTANCE_PROFILE);
         let name = scope.name_for(&key, PROFILE_NAME_LEN);
         Ok(self.find(&name, &key, scope).await?.into_iter().collect())

@@ -22,7 +22,7 @@ use super::{SCALING_POLICY, keys};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::required;
@@ -281,9 +281,13 @@ impl Driver for ScalingPolicies {
         true
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         let mut found = Vec::new();
-        for group in self.groups.list(scope).await? {
+        for group in self.groups.shared(scope, reads).await?.iter() {
             let Some(revision) = keys::revision_of(&group.key, "auto-scaling-group") else {
                 continue;
             };

@@ -19,7 +19,7 @@ use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, err
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Field, Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Driver, Field, Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{keys as net, required, updated};
@@ -360,7 +360,11 @@ impl Driver for DbCluster {
         DB_CLUSTER
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope).await
     }
 

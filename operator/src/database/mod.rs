@@ -230,7 +230,7 @@ pub async fn sync_deletion_policy(
     use crate::engine::Driver as _;
     let wanted = cluster::policy_name(spec.database.deletion_policy);
     let found = cluster::DbCluster::new(clients.clone())
-        .observe(scope)
+        .observe(scope, &crate::engine::Reads::new())
         .await?;
     for resource in found
         .iter()

@@ -12,7 +12,7 @@ use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_no_retries, rds
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Key, Kind, ObservedResource, Scope, UpdateRequest,
+    Driver, Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::updated;
@@ -209,7 +209,11 @@ impl Driver for DbClusterParameterGroup {
         DB_CLUSTER_PARAMETER_GROUP
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         Ok(self.find(scope).await?.into_iter().collect())
     }
 

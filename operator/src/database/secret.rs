@@ -12,7 +12,7 @@ use super::{DATABASE_SECRET, keys};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Kind, ObservedResource, PLATFORM_TAG, Scope, UpdateRequest,
+    DesiredResource, Driver, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{required, updated};
@@ -162,7 +162,11 @@ impl Driver for DatabaseSecret {
         true
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope).await
     }
 

@@ -8,7 +8,7 @@ use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_no_retries, rds_tags};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{keys as net, updated};
@@ -108,7 +108,11 @@ impl Driver for DbSubnetGroup {
         DB_SUBNET_GROUP
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         Ok(self.find(scope).await?.into_iter().collect())
     }
 

@@ -11,6 +11,7 @@ use super::attr::{AttrValue, Attrs};
 use super::identity::Scope;
 use super::key::{Key, Kind};
 use super::observed::ObservedResource;
+use super::reads::Reads;
 
 /// Why an AWS call did not do what was asked, classified by what the engine should do next.
 /// AWS's code and message are kept as AWS sent them, for the `Stalled` condition and events.
@@ -142,8 +143,13 @@ pub trait Driver: Send + Sync {
 
     /// Every resource of this kind tagged for `scope`'s platform, in as few calls as the API
     /// allows (one describe filtered by the platform tag, not one per resource). Resources AWS
-    /// still lists but that are gone (`deleted`, `terminated`) are left out.
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError>;
+    /// still lists but that are gone (`deleted`, `terminated`) are left out. An answer that
+    /// serves other kinds too is read through `reads`, once for the whole observe.
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError>;
 
     /// Creates the component, tagged in the same call, and returns it as observed (its
     /// lifecycle may be [`Lifecycle::Pending`](super::observed::Lifecycle::Pending)). "Already

@@ -16,6 +16,7 @@ use super::desired::{DesiredGraph, DesiredResource, GraphError};
 use super::identity::Scope;
 use super::key::Kind;
 use super::observed::{Observed, ObservedResource};
+use super::reads::Reads;
 
 /// A spec the engine cannot turn into a graph of components.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +98,7 @@ impl<S> Components<S> {
     /// Observes every kind, up to `concurrency` describe calls at once. Fails as a whole when
     /// one kind cannot be read: a plan from a partial view would delete or duplicate things.
     pub async fn observe(&self, scope: &Scope, concurrency: usize) -> Result<Observed, ActError> {
+        let reads = Reads::new();
         let results: Vec<Result<Vec<ObservedResource>, ActError>> =
             // The futures are made before they are streamed: a closure over `&Arc<dyn …>`
             // inside the stream would make the whole pass's future fail the `Send` check the
@@ -104,7 +106,7 @@ impl<S> Components<S> {
             stream::iter(
                 self.by_kind
                     .values()
-                    .map(|component| component.observe(scope))
+                    .map(|component| component.observe(scope, &reads))
                     .collect::<Vec<_>>(),
             )
             .buffer_unordered(concurrency.max(1))
@@ -160,9 +162,13 @@ mod tests {
         fn kind(&self) -> Kind {
             self.kind
         }
-        async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        async fn observe(
+            &self,
+            scope: &Scope,
+            reads: &Reads,
+        ) -> Result<Vec<ObservedResource>, ActError> {
             match self.cloud.driver(self.kind) {
-                Some(driver) => driver.observe(scope).await,
+                Some(driver) => driver.observe(scope, reads).await,
                 None => Ok(Vec::new()),
             }
         }

@@ -528,7 +528,8 @@ async fn settle<'a>(
         }
         tokio::time::sleep(wait.min(left)).await;
         wait = wait.saturating_mul(2);
-        let Ok(found) = driver.observe(scope).await else {
+        // A fresh look each time: what an earlier look read is what is awaited to change.
+        let Ok(found) = driver.observe(scope, &super::reads::Reads::new()).await else {
             break Settle::Unfinished;
         };
         let now = found.into_iter().find(|r| r.id == id);

@@ -13,6 +13,7 @@
 //! - [`pass`]: one pass of the loop ([`Engine::reconcile`], [`Engine::preview`] for
 //!   `plinth plan`, [`Engine::teardown`] for the finalizer and `plinth destroy`).
 //! - [`identity`]: the tags, deterministic names and client tokens every create carries.
+//! - [`reads`]: the AWS answers one observe shares between kinds, read once.
 //! - [`journal`]: the memory of recent creates and deletes that AWS's eventually consistent
 //!   reads may not show yet, so a create is never sent twice and a deleted resource never
 //!   comes back.
@@ -58,6 +59,7 @@ pub mod key;
 pub mod observed;
 pub mod pass;
 pub mod plan;
+pub mod reads;
 pub mod render;
 
 #[cfg(test)]
@@ -77,4 +79,5 @@ pub use plan::{
     Action, ActionId, DeleteReason, FieldChange, Op, Plan, Planned, Stall, Wait, WaitReason, plan,
     plan_teardown,
 };
+pub use reads::Reads;
 pub use render::{Summary, render};

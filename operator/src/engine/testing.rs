@@ -15,6 +15,7 @@ use super::desired::{DesiredGraph, DesiredResource};
 use super::identity::Scope;
 use super::key::{Key, Kind};
 use super::observed::{Lifecycle, Observed, ObservedResource};
+use super::reads::Reads;
 
 pub const VPC: Kind = Kind("vpc");
 pub const SUBNET: Kind = Kind("subnet");
@@ -256,7 +257,11 @@ impl Driver for FakeDriver {
         self.kind
     }
 
-    async fn observe(&self, _scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        _scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         let state = lock(&self.shared);
         Ok(state
             .resources

@@ -39,7 +39,7 @@ use super::{ALARM, CrossFamily, keys};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Key, Kind, ObservedResource, Scope, UpdateRequest,
+    Driver, Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::serving;
@@ -696,7 +696,11 @@ impl Driver for Alarms {
         IAM_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         let prefix = format!("{}/", name_prefix(scope));
         let mut found = Vec::new();
         let mut token = None;

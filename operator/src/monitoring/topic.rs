@@ -34,7 +34,8 @@ use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Key, Kind, ObservedResource, PLATFORM_TAG, Scope, UpdateRequest,
+    DesiredResource, Driver, Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope,
+    UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::required;
@@ -95,12 +96,16 @@ pub fn topic_name(scope: &Scope) -> String {
 /// existing topic), so a lagging read never makes a second topic. Only the topic's name and
 /// identity tags are taken from it; the subscription tag, which Plinth changes, is read with
 /// [`current_tags`].
-async fn find_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<FoundTopic>, ActError> {
+async fn find_topic(
+    aws: &AwsClients,
+    scope: &Scope,
+    reads: &Reads,
+) -> Result<Option<FoundTopic>, ActError> {
     let name = topic_name(scope);
     let suffix = format!(":{name}");
     // SNS topic ARNs have no resource-type part, so the filter names the service; the name
     // picks the topic out.
-    let found = tagged(aws, scope, "sns").await?;
+    let found = tagged(aws, scope, reads, "sns").await?;
     Ok(found.into_iter().find_map(|(arn, tags)| {
         if !arn.ends_with(&suffix) {
             return None;
@@ -214,8 +219,12 @@ impl Driver for Topics {
         TOPIC_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        Ok(find_topic(&self.aws, scope)
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        Ok(find_topic(&self.aws, scope, reads)
             .await?
             .map(|t| ObservedResource::new(ALARM_TOPIC, t.key, t.arn))
             .into_iter()
@@ -353,12 +362,16 @@ impl Driver for Subscriptions {
         SUBSCRIPTION_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         // A topic the tagging API does not show yet is looked for by listing: missing it (or,
         // below, the subscription tag written a moment ago) would subscribe again, and each
         // `Subscribe` of a pending address mails it another confirmation. A steady platform's
         // topic is always shown, so the listing costs nothing then.
-        let arn = match find_topic(&self.aws, scope).await? {
+        let arn = match find_topic(&self.aws, scope, reads).await? {
             Some(topic) => Some(topic.arn),
             None => list_topic(&self.aws, scope).await?,
         };

@@ -26,7 +26,7 @@ use crate::aws::{
 };
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Field, Kind, ObservedResource, Scope, UpdateRequest,
+    Field, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -361,7 +361,11 @@ impl Driver for SecurityGroups {
         ]
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }
 

@@ -10,7 +10,7 @@ use crate::aws::tags::{component_filter, component_key, platform_filter, tag_spe
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, errors::no_retries};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Field, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Field, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -136,7 +136,11 @@ impl Driver for Subnets {
         ]
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         self.list(scope, vec![platform_filter(scope)]).await
     }
 

@@ -18,11 +18,11 @@ use aws_sdk_elasticloadbalancingv2::types::{
     RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupTuple,
 };
 
-use super::{LISTENER, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of};
+use super::{LISTENER, create_tags, front, key_of, keys, no_retries};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{required, updated};
@@ -284,48 +284,15 @@ impl Listeners {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let Some(lb) = load_balancer_named(&self.aws, scope).await? else {
+    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+        let front = front(&self.aws, scope, reads).await?;
+        let Some(front) = front.as_ref() else {
             return Ok(Vec::new());
         };
-        let Some(lb_arn) = lb.load_balancer_arn() else {
-            return Ok(Vec::new());
-        };
-        let mut listeners = Vec::new();
-        let mut marker = None;
-        loop {
-            let output = self
-                .aws
-                .elbv2()
-                .await
-                .describe_listeners()
-                .load_balancer_arn(lb_arn)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            listeners.extend(output.listeners().iter().cloned());
-            marker = output.next_marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
-            }
-        }
-        // The load balancer's tags ride along in the same call: a load balancer of that name
-        // that is not the platform's has no listeners of the platform's either.
-        let arns: Vec<String> = std::iter::once(lb_arn.to_owned())
-            .chain(
-                listeners
-                    .iter()
-                    .filter_map(|l| l.listener_arn().map(str::to_owned)),
-            )
-            .collect();
-        let tags = tags_of(&self.aws, &arns).await?;
-        if tags.get(lb_arn).and_then(|t| key_of(t, scope)).is_none() {
-            return Ok(Vec::new());
-        }
-        Ok(listeners
+        Ok(front
+            .listeners
             .iter()
-            .filter_map(|l| observed_of(key_of(tags.get(l.listener_arn()?)?, scope)?, l))
+            .filter_map(|l| observed_of(key_of(front.tags.get(l.listener_arn()?)?, scope)?, l))
             .collect())
     }
 }
@@ -354,8 +321,12 @@ impl Driver for Listeners {
         IAM_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, reads).await
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
@@ -401,7 +372,7 @@ impl Driver for Listeners {
                     .and_then(|l| observed_of(request.key.clone(), l)))
             },
             || async {
-                let found = self.list(scope).await?;
+                let found = self.list(scope, &Reads::new()).await?;
                 Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
             },
         )

@@ -17,12 +17,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{
-    LOAD_BALANCER, NAME_LEN, create_tags, key_of, keys, load_balancer_named, no_retries, tags_of,
+    LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys, no_retries,
 };
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{self, required, updated};
@@ -151,18 +151,20 @@ impl LoadBalancers {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let Some(lb) = load_balancer_named(&self.aws, scope).await? else {
+    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+        let front = front(&self.aws, scope, reads).await?;
+        let Some(front) = front.as_ref() else {
             return Ok(Vec::new());
         };
-        let Some(arn) = lb.load_balancer_arn() else {
+        let lb = &front.load_balancer;
+        let Some(key) = lb
+            .load_balancer_arn()
+            .and_then(|arn| front.tags.get(arn))
+            .and_then(|tags| key_of(tags, scope))
+        else {
             return Ok(Vec::new());
         };
-        let tags = tags_of(&self.aws, &[arn.to_owned()]).await?;
-        let Some(key) = tags.get(arn).and_then(|tags| key_of(tags, scope)) else {
-            return Ok(Vec::new());
-        };
-        let Some(mut resource) = observed_of(key, &lb) else {
+        let Some(mut resource) = observed_of(key, lb) else {
             return Ok(Vec::new());
         };
         if let Some(drop) = self.drop_invalid(&resource.id).await? {
@@ -227,8 +229,12 @@ impl Driver for LoadBalancers {
         IAM_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, reads).await
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
@@ -266,7 +272,7 @@ impl Driver for LoadBalancers {
                     .and_then(|lb| observed_of(request.key.clone(), lb)))
             },
             || async {
-                let found = self.list(scope).await?;
+                let found = self.list(scope, &Reads::new()).await?;
                 Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
             },
         )

@@ -31,12 +31,13 @@ pub mod target_group;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, Tag};
+use aws_sdk_elasticloadbalancingv2::types::{Listener, LoadBalancer, Tag};
 use plinth_crds::DataPlatformStatus;
 
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
-    ActError, COMPONENT_TAG, Component, CreateRequest, Key, Kind, Observed, PLATFORM_TAG, Scope,
+    ActError, COMPONENT_TAG, Component, CreateRequest, Key, Kind, Observed, PLATFORM_TAG, Reads,
+    Scope,
 };
 use crate::intent::Intent;
 use crate::platform::Group;
@@ -188,6 +189,76 @@ pub(crate) async fn load_balancer_named(
         Err(e) if error_code(&e) == Some("LoadBalancerNotFound") => Ok(None),
         Err(e) => Err(classify(&e)),
     }
+}
+
+/// The platform's load balancer as one observe reads it for both the load balancer's and the
+/// listeners' drivers: the load balancer by name, its listeners, and the tags of all of them in
+/// one `DescribeTags`. `None` when there is no load balancer of that name or it is not
+/// `scope`'s (its tags say so).
+pub(crate) struct Front {
+    /// The load balancer.
+    pub load_balancer: LoadBalancer,
+    /// Its listeners, every page.
+    pub listeners: Vec<Listener>,
+    /// The tags of the load balancer and of each listener, by ARN.
+    pub tags: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The [`Front`] of `scope`, read once per observe through `reads` (pass a fresh [`Reads`] to
+/// look afresh, as a create that lost its answer does).
+pub(crate) async fn front(
+    aws: &AwsClients,
+    scope: &Scope,
+    reads: &Reads,
+) -> Result<Arc<Option<Front>>, ActError> {
+    reads
+        .get_or_read("elbv2:front", || read_front(aws, scope))
+        .await
+}
+
+async fn read_front(aws: &AwsClients, scope: &Scope) -> Result<Option<Front>, ActError> {
+    let Some(load_balancer) = load_balancer_named(aws, scope).await? else {
+        return Ok(None);
+    };
+    let Some(lb_arn) = load_balancer.load_balancer_arn() else {
+        return Ok(None);
+    };
+    let mut listeners = Vec::new();
+    let mut marker = None;
+    loop {
+        let output = aws
+            .elbv2()
+            .await
+            .describe_listeners()
+            .load_balancer_arn(lb_arn)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        listeners.extend(output.listeners().iter().cloned());
+        marker = output.next_marker().map(str::to_owned);
+        if marker.is_none() {
+            break;
+        }
+    }
+    let arns: Vec<String> = std::iter::once(lb_arn.to_owned())
+        .chain(
+            listeners
+                .iter()
+                .filter_map(|l| l.listener_arn().map(str::to_owned)),
+        )
+        .collect();
+    let tags = tags_of(aws, &arns).await?;
+    // A load balancer of that name that is not the platform's has no listeners of the
+    // platform's either.
+    if tags.get(lb_arn).and_then(|t| key_of(t, scope)).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Front {
+        load_balancer,
+        listeners,
+        tags,
+    }))
 }
 
 /// A config override that turns the SDK's retries off for one ELBv2 call (creates run through

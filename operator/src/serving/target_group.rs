@@ -20,7 +20,7 @@ use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::{self, required, updated};
@@ -141,13 +141,13 @@ impl TargetGroups {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         // The tagging API is eventually consistent: a group created a moment ago may be
         // missing. That is safe because CreateTargetGroup is idempotent by name (the same name
         // and settings answer with the existing group), so a lagging read never makes a
         // duplicate; a group deleted a moment ago may still be listed, and is dropped below
         // when ELBv2 no longer knows it.
-        let tagged = tagged(&self.aws, scope, "elasticloadbalancing:targetgroup").await?;
+        let tagged = tagged(&self.aws, scope, reads, "elasticloadbalancing:targetgroup").await?;
         let ours: BTreeMap<String, (Key, Option<String>)> = tagged
             .into_iter()
             .filter_map(|(arn, tags)| {
@@ -315,8 +315,12 @@ impl Driver for TargetGroups {
         IAM_ACTIONS
     }
 
-    async fn observe(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
+    async fn observe(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        self.list(scope, reads).await
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
