@@ -106,6 +106,11 @@ impl Platform {
         self.components.iam_actions()
     }
 
+    /// Every kind its components handle.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.components.kinds()
+    }
+
     /// The condition types this platform reports, besides Ready/Reconciling/Stalled.
     pub fn group_conditions(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.groups.iter().map(|g| g.condition)

@@ -119,6 +119,11 @@ impl<S> Components<S> {
         Ok(Observed::new(found))
     }
 
+    /// Every registered kind, by name.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.by_kind.keys().copied()
+    }
+
     /// The registered kind called `name`.
     pub fn kind_named(&self, name: &str) -> Option<Kind> {
         self.by_kind.keys().copied().find(|k| k.as_str() == name)

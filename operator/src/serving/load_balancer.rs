@@ -16,9 +16,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
 
-use super::{
-    LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys, no_retries,
-};
+use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys, no_retries};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,

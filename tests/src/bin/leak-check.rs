@@ -12,6 +12,11 @@
 //! deleted namespace goes once its objects are gone, so one of this run still there a minute
 //! after the tests (`Terminating` on a finalizer nobody releases, or never deleted) is a leak.
 //!
+//! Which kinds it sweeps comes from the operator's registry (`components::KINDS`): every
+//! registered kind must be read by one of the sweeps below, or be named in [`WITH_PARENT`] as
+//! going with a swept parent (a listener with its load balancer). A kind added to the operator
+//! and forgotten here fails the check (exit 2) before it reads anything else.
+//!
 //! A run's platforms are recognised by the run id in their names (`PLINTH_TEST_RUN`, which
 //! `tests/run` sets and `plinth_e2e::unique_name` embeds), so leftovers of earlier runs on a
 //! reused stack are reported separately and do not fail this one.
@@ -25,10 +30,42 @@ use std::process::ExitCode;
 
 use plinth_e2e::{aws_config, stack_var};
 use plinth_operator::aws::AwsClients;
-use plinth_operator::engine::PLATFORM_TAG;
+use plinth_operator::components::KINDS;
+use plinth_operator::compute::{
+    AUTO_SCALING_GROUP, IAM_ROLE, INSTANCE_PROFILE, LAUNCH_TEMPLATE, SCALING_POLICY,
+};
+use plinth_operator::database::{
+    DATABASE_SECRET, DB_CLUSTER, DB_CLUSTER_PARAMETER_GROUP, DB_INSTANCE, DB_SUBNET_GROUP,
+};
+use plinth_operator::engine::{Kind, PLATFORM_TAG};
+use plinth_operator::monitoring::{ALARM, ALARM_SUBSCRIPTION, ALARM_TOPIC};
+use plinth_operator::network::{
+    ELASTIC_IP, INTERNET_GATEWAY, NAT_GATEWAY, ROUTE_TABLE, SECURITY_GROUP, SUBNET, VPC,
+};
+use plinth_operator::serving::{LISTENER, LOAD_BALANCER, TARGET_GROUP};
 
 /// The tag a `Retain` deletion policy leaves on what it kept.
 const RETAINED_TAG: &str = "plinth.dev/retained";
+
+/// Kinds no sweep reads, because AWS deletes them with a parent the sweeps do read: the
+/// child, its parent, and why.
+const WITH_PARENT: &[(Kind, Kind, &str)] = &[
+    (
+        LISTENER,
+        LOAD_BALANCER,
+        "ELBv2 deletes a load balancer's listeners with it",
+    ),
+    (
+        SCALING_POLICY,
+        AUTO_SCALING_GROUP,
+        "Auto Scaling deletes a group's policies with it",
+    ),
+    (
+        ALARM_SUBSCRIPTION,
+        ALARM_TOPIC,
+        "SNS deletes a topic's subscriptions with it",
+    ),
+];
 
 /// One resource that still carries a platform tag.
 struct Found {
@@ -39,19 +76,47 @@ struct Found {
 
 type Tags = BTreeMap<String, String>;
 
-/// Keeps the resource when it is tagged for a platform and not retained on purpose.
-fn keep(out: &mut Vec<Found>, kind: &'static str, id: &str, tags: &Tags) {
-    let Some(platform) = tags.get(PLATFORM_TAG) else {
-        return;
-    };
-    if tags.get(RETAINED_TAG).map(String::as_str) == Some("true") {
-        return;
+/// What the sweeps found, and which registered kinds they read.
+#[derive(Default)]
+struct Sweep {
+    found: Vec<Found>,
+    swept: std::collections::BTreeSet<Kind>,
+}
+
+impl Sweep {
+    /// Notes that `kinds` were read (call it before reading them, so an empty answer counts).
+    fn reads(&mut self, kinds: &[Kind]) {
+        self.swept.extend(kinds.iter().copied());
     }
-    out.push(Found {
-        kind,
-        id: id.to_owned(),
-        platform: platform.clone(),
-    });
+
+    /// Keeps the resource when it is tagged for a platform and not retained on purpose.
+    fn keep(&mut self, kind: Kind, id: &str, tags: &Tags) {
+        let Some(platform) = tags.get(PLATFORM_TAG) else {
+            return;
+        };
+        if tags.get(RETAINED_TAG).map(String::as_str) == Some("true") {
+            return;
+        }
+        self.found.push(Found {
+            kind: kind.as_str(),
+            id: id.to_owned(),
+            platform: platform.clone(),
+        });
+    }
+}
+
+/// The registered kinds that no sweep read and no [`WITH_PARENT`] entry covers.
+fn unswept(swept: &std::collections::BTreeSet<Kind>) -> Vec<Kind> {
+    KINDS
+        .iter()
+        .copied()
+        .filter(|kind| {
+            !swept.contains(kind)
+                && !WITH_PARENT
+                    .iter()
+                    .any(|(child, parent, _)| child == kind && swept.contains(parent))
+        })
+        .collect()
 }
 
 fn pairs<'a>(items: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Tags {
@@ -63,7 +128,17 @@ fn pairs<'a>(items: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>
 
 type Failure = Box<dyn std::error::Error>;
 
-async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn ec2(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[
+        VPC,
+        SUBNET,
+        INTERNET_GATEWAY,
+        ELASTIC_IP,
+        NAT_GATEWAY,
+        ROUTE_TABLE,
+        SECURITY_GROUP,
+        LAUNCH_TEMPLATE,
+    ]);
     use aws_sdk_ec2::types::Filter;
     let tagged = || {
         Filter::builder()
@@ -74,7 +149,7 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
     let tags = |t: &[aws_sdk_ec2::types::Tag]| pairs(t.iter().map(|t| (t.key(), t.value())));
     let c = aws.ec2().await;
     for v in c.describe_vpcs().filters(tagged()).send().await?.vpcs() {
-        keep(out, "vpc", v.vpc_id().unwrap_or_default(), &tags(v.tags()));
+        out.keep(VPC, v.vpc_id().unwrap_or_default(), &tags(v.tags()));
     }
     for s in c
         .describe_subnets()
@@ -83,12 +158,7 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         .await?
         .subnets()
     {
-        keep(
-            out,
-            "subnet",
-            s.subnet_id().unwrap_or_default(),
-            &tags(s.tags()),
-        );
+        out.keep(SUBNET, s.subnet_id().unwrap_or_default(), &tags(s.tags()));
     }
     let igws = c
         .describe_internet_gateways()
@@ -97,7 +167,7 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         .await?;
     for g in igws.internet_gateways() {
         let id = g.internet_gateway_id().unwrap_or_default();
-        keep(out, "internet-gateway", id, &tags(g.tags()));
+        out.keep(INTERNET_GATEWAY, id, &tags(g.tags()));
     }
     for a in c
         .describe_addresses()
@@ -106,9 +176,8 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         .await?
         .addresses()
     {
-        keep(
-            out,
-            "elastic-ip",
+        out.keep(
+            ELASTIC_IP,
             a.allocation_id().unwrap_or_default(),
             &tags(a.tags()),
         );
@@ -119,18 +188,16 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         if n.state() == Some(&aws_sdk_ec2::types::NatGatewayState::Deleted) {
             continue;
         }
-        keep(
-            out,
-            "nat-gateway",
+        out.keep(
+            NAT_GATEWAY,
             n.nat_gateway_id().unwrap_or_default(),
             &tags(n.tags()),
         );
     }
     let tables = c.describe_route_tables().filters(tagged()).send().await?;
     for t in tables.route_tables() {
-        keep(
-            out,
-            "route-table",
+        out.keep(
+            ROUTE_TABLE,
             t.route_table_id().unwrap_or_default(),
             &tags(t.tags()),
         );
@@ -141,9 +208,8 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         .send()
         .await?;
     for g in groups.security_groups() {
-        keep(
-            out,
-            "security-group",
+        out.keep(
+            SECURITY_GROUP,
             g.group_id().unwrap_or_default(),
             &tags(g.tags()),
         );
@@ -155,7 +221,7 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         .await?;
     for t in templates.launch_templates() {
         let id = t.launch_template_id().unwrap_or_default();
-        keep(out, "launch-template", id, &tags(t.tags()));
+        out.keep(LAUNCH_TEMPLATE, id, &tags(t.tags()));
     }
     let reservations = c.describe_instances().filters(tagged()).send().await?;
     for i in reservations
@@ -167,39 +233,48 @@ async fn ec2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
         if state == Some(&aws_sdk_ec2::types::InstanceStateName::Terminated) {
             continue;
         }
-        keep(
-            out,
-            "instance",
-            i.instance_id().unwrap_or_default(),
-            &tags(i.tags()),
-        );
+        // Instances are the scaling groups' (not a kind of Plinth's): one left running
+        // after its group is gone is a leak all the same.
+        if let Some(platform) = tags(i.tags()).get(PLATFORM_TAG) {
+            out.found.push(Found {
+                kind: "instance",
+                id: i.instance_id().unwrap_or_default().to_owned(),
+                platform: platform.clone(),
+            });
+        }
     }
     Ok(())
 }
 
-async fn rds(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn rds(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[
+        DB_CLUSTER,
+        DB_INSTANCE,
+        DB_SUBNET_GROUP,
+        DB_CLUSTER_PARAMETER_GROUP,
+    ]);
     let tags = |t: &[aws_sdk_rds::types::Tag]| pairs(t.iter().map(|t| (t.key(), t.value())));
     let c = aws.rds().await;
     for cluster in c.describe_db_clusters().send().await?.db_clusters() {
         let id = cluster.db_cluster_identifier().unwrap_or_default();
-        keep(out, "db-cluster", id, &tags(cluster.tag_list()));
+        out.keep(DB_CLUSTER, id, &tags(cluster.tag_list()));
     }
     for instance in c.describe_db_instances().send().await?.db_instances() {
         let id = instance.db_instance_identifier().unwrap_or_default();
-        keep(out, "db-instance", id, &tags(instance.tag_list()));
+        out.keep(DB_INSTANCE, id, &tags(instance.tag_list()));
     }
     // Subnet and parameter groups carry no tags in their describe output: ask per ARN.
-    let mut arns: Vec<(&'static str, String)> = Vec::new();
+    let mut arns: Vec<(Kind, String)> = Vec::new();
     let subnet_groups = c.describe_db_subnet_groups().send().await?;
     for g in subnet_groups.db_subnet_groups() {
         if let Some(arn) = g.db_subnet_group_arn() {
-            arns.push(("db-subnet-group", arn.to_owned()));
+            arns.push((DB_SUBNET_GROUP, arn.to_owned()));
         }
     }
     let parameter_groups = c.describe_db_cluster_parameter_groups().send().await?;
     for g in parameter_groups.db_cluster_parameter_groups() {
         if let Some(arn) = g.db_cluster_parameter_group_arn() {
-            arns.push(("db-cluster-parameter-group", arn.to_owned()));
+            arns.push((DB_CLUSTER_PARAMETER_GROUP, arn.to_owned()));
         }
     }
     for (kind, arn) in arns {
@@ -210,22 +285,23 @@ async fn rds(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
             .resource_name(&arn)
             .send()
             .await?;
-        keep(out, kind, &arn, &tags(listed.tag_list()));
+        out.keep(kind, &arn, &tags(listed.tag_list()));
     }
     Ok(())
 }
 
-async fn elbv2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn elbv2(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[LOAD_BALANCER, TARGET_GROUP]);
     let c = aws.elbv2().await;
-    let mut arns: Vec<(&'static str, String)> = Vec::new();
+    let mut arns: Vec<(Kind, String)> = Vec::new();
     for lb in c.describe_load_balancers().send().await?.load_balancers() {
         if let Some(arn) = lb.load_balancer_arn() {
-            arns.push(("load-balancer", arn.to_owned()));
+            arns.push((LOAD_BALANCER, arn.to_owned()));
         }
     }
     for tg in c.describe_target_groups().send().await?.target_groups() {
         if let Some(arn) = tg.target_group_arn() {
-            arns.push(("target-group", arn.to_owned()));
+            arns.push((TARGET_GROUP, arn.to_owned()));
         }
     }
     // DescribeTags takes at most 20 ARNs per call.
@@ -239,18 +315,18 @@ async fn elbv2(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
             .await?;
         for description in described.tag_descriptions() {
             let arn = description.resource_arn().unwrap_or_default();
-            let kind = chunk
-                .iter()
-                .find(|(_, a)| a == arn)
-                .map_or("elbv2", |(k, _)| *k);
+            let Some(kind) = chunk.iter().find(|(_, a)| a == arn).map(|(k, _)| *k) else {
+                continue;
+            };
             let tags = pairs(description.tags().iter().map(|t| (t.key(), t.value())));
-            keep(out, kind, arn, &tags);
+            out.keep(kind, arn, &tags);
         }
     }
     Ok(())
 }
 
-async fn autoscaling(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn autoscaling(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[AUTO_SCALING_GROUP]);
     let groups = aws
         .autoscaling()
         .await
@@ -260,12 +336,13 @@ async fn autoscaling(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failu
     for group in groups.auto_scaling_groups() {
         let tags = pairs(group.tags().iter().map(|t| (t.key(), t.value())));
         let name = group.auto_scaling_group_name().unwrap_or_default();
-        keep(out, "auto-scaling-group", name, &tags);
+        out.keep(AUTO_SCALING_GROUP, name, &tags);
     }
     Ok(())
 }
 
-async fn iam(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn iam(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[IAM_ROLE, INSTANCE_PROFILE]);
     let roles = aws
         .iam()
         .await
@@ -287,7 +364,7 @@ async fn iam(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
                 .iter()
                 .map(|t| (Some(t.key()), Some(t.value()))),
         );
-        keep(out, "iam-role", role.arn(), &tags);
+        out.keep(IAM_ROLE, role.arn(), &tags);
     }
     let profiles = aws
         .iam()
@@ -305,12 +382,13 @@ async fn iam(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
                 .iter()
                 .map(|t| (Some(t.key()), Some(t.value()))),
         );
-        keep(out, "instance-profile", profile.arn(), &tags);
+        out.keep(INSTANCE_PROFILE, profile.arn(), &tags);
     }
     Ok(())
 }
 
-async fn sns(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn sns(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[ALARM_TOPIC]);
     let topics = aws.sns().await.list_topics().send().await?;
     for topic in topics.topics() {
         let Some(arn) = topic.topic_arn() else {
@@ -329,12 +407,13 @@ async fn sns(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
                 .iter()
                 .map(|t| (Some(t.key()), Some(t.value()))),
         );
-        keep(out, "sns-topic", arn, &tags);
+        out.keep(ALARM_TOPIC, arn, &tags);
     }
     Ok(())
 }
 
-async fn cloudwatch(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failure> {
+async fn cloudwatch(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    out.reads(&[ALARM]);
     let alarms = aws.cloudwatch().await.describe_alarms().send().await?;
     for alarm in alarms.metric_alarms() {
         let Some(arn) = alarm.alarm_arn() else {
@@ -348,9 +427,40 @@ async fn cloudwatch(aws: &AwsClients, out: &mut Vec<Found>) -> Result<(), Failur
             .send()
             .await?;
         let tags = pairs(listed.tags().iter().map(|t| (t.key(), t.value())));
-        keep(out, "alarm", arn, &tags);
+        out.keep(ALARM, arn, &tags);
     }
     Ok(())
+}
+
+async fn secretsmanager(aws: &AwsClients, out: &mut Sweep) -> Result<(), Failure> {
+    use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+    out.reads(&[DATABASE_SECRET]);
+    let mut token = None;
+    loop {
+        // Secrets scheduled for deletion are not listed: RDS deleting a cluster's secret is
+        // the secret going, not leaking.
+        let listed = aws
+            .secretsmanager()
+            .await
+            .list_secrets()
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(PLATFORM_TAG)
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await?;
+        for secret in listed.secret_list() {
+            let tags = pairs(secret.tags().iter().map(|t| (t.key(), t.value())));
+            out.keep(DATABASE_SECRET, secret.arn().unwrap_or_default(), &tags);
+        }
+        token = listed.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(());
+        }
+    }
 }
 
 /// Instances the data plane still runs, or whose processes outlived them: the group they were
@@ -371,16 +481,17 @@ async fn instances(endpoint: &str, out: &mut Vec<Found>) -> Result<(), Failure> 
     Ok(())
 }
 
-async fn scan(aws: &AwsClients) -> Result<Vec<Found>, Failure> {
-    let mut found = Vec::new();
-    ec2(aws, &mut found).await?;
-    rds(aws, &mut found).await?;
-    elbv2(aws, &mut found).await?;
-    autoscaling(aws, &mut found).await?;
-    iam(aws, &mut found).await?;
-    sns(aws, &mut found).await?;
-    cloudwatch(aws, &mut found).await?;
-    Ok(found)
+async fn scan(aws: &AwsClients) -> Result<Sweep, Failure> {
+    let mut sweep = Sweep::default();
+    ec2(aws, &mut sweep).await?;
+    rds(aws, &mut sweep).await?;
+    elbv2(aws, &mut sweep).await?;
+    autoscaling(aws, &mut sweep).await?;
+    iam(aws, &mut sweep).await?;
+    sns(aws, &mut sweep).await?;
+    cloudwatch(aws, &mut sweep).await?;
+    secretsmanager(aws, &mut sweep).await?;
+    Ok(sweep)
 }
 
 /// How long the namespace controller may take to finish the deletes the last tests made.
@@ -449,13 +560,32 @@ async fn main() -> ExitCode {
     };
     let region = stack_var("AWS_REGION").unwrap_or_default();
     let aws = plinth_e2e::reader_clients(&config);
-    let mut found = match scan(&aws).await {
-        Ok(found) => found,
+    let sweep = match scan(&aws).await {
+        Ok(sweep) => sweep,
         Err(e) => {
             eprintln!("leak-check: reading the emulator failed: {e}");
             return ExitCode::from(2);
         }
     };
+    let forgotten = unswept(&sweep.swept);
+    if !forgotten.is_empty() {
+        eprintln!(
+            "leak-check: no sweep reads these registered kinds: {}; add one (or a WITH_PARENT entry) to tests/src/bin/leak-check.rs",
+            forgotten
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    println!(
+        "leak-check: swept {} of the operator's {} kinds, the other {} with their parents",
+        sweep.swept.len(),
+        KINDS.len(),
+        KINDS.len() - sweep.swept.len()
+    );
+    let mut found = sweep.found;
     let endpoint = stack_var("AWS_ENDPOINT_URL").unwrap_or_default();
     if let Err(e) = instances(&endpoint, &mut found).await {
         eprintln!("leak-check: reading the emulator's data plane failed: {e}");
@@ -499,4 +629,26 @@ async fn main() -> ExitCode {
         println!("  {:<28} {:<60} {}", f.kind, f.id, f.platform);
     }
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_kind_no_sweep_reads_is_reported_unless_its_parent_is_swept() {
+        let all: std::collections::BTreeSet<Kind> = KINDS.iter().copied().collect();
+        assert!(unswept(&all).is_empty());
+        let mut without_secret = all.clone();
+        without_secret.remove(&DATABASE_SECRET);
+        assert_eq!(unswept(&without_secret), vec![DATABASE_SECRET]);
+        let mut children_only: std::collections::BTreeSet<Kind> = all.clone();
+        for (child, parent, _) in WITH_PARENT {
+            assert!(KINDS.contains(child) && KINDS.contains(parent));
+            children_only.remove(child);
+        }
+        assert!(unswept(&children_only).is_empty());
+        children_only.remove(&LOAD_BALANCER);
+        assert_eq!(unswept(&children_only), vec![LOAD_BALANCER, LISTENER]);
+    }
 }
