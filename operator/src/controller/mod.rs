@@ -1,7 +1,10 @@
 //! The Kubernetes controller: watches `DataPlatform` objects, runs the platform engine for each,
 //! and reports in status and events. Only the replica holding the leader Lease reconciles.
 //!
-//! - [`reconcile`]: one object's pass — finalizer, paused, spec checks, the engine, status.
+//! - [`reconcile`]: one object's pass — finalizer, paused, spec checks, the engine, the reads
+//!   after it (the rollout's gates, the serving health), then the status decision carried out.
+//! - [`status`]: the status decision (pure): conditions, events and requeue from what a
+//!   reconcile found, with a table-driven test of every branch.
 //! - [`conditions`]: merging verdicts into kstatus conditions.
 //! - [`readiness`]: whether the platform serves (pure): `Ready` / `Stalled` / `ComputeReady`
 //!   from the active revision's target health and the first deploy.
@@ -9,6 +12,7 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 
+mod after_pass;
 pub mod conditions;
 pub mod journal;
 pub mod leader;
@@ -16,6 +20,8 @@ pub mod process;
 pub mod readiness;
 pub mod reconcile;
 pub mod server;
+pub mod status;
+mod writes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
