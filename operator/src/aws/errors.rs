@@ -153,12 +153,39 @@ enum Attempt {
     Failed(ActError),
 }
 
-fn attempt_of<E>(error: &SdkError<E, HttpResponse>, duplicate_codes: &[&str]) -> Attempt
+/// A failed call with AWS's code kept beside its classification, whatever the service: what a
+/// create hands [`create_or_find`], so creates of every service (and trait methods, which
+/// cannot name each call's own error type) share it. `?` converts any SDK error into it.
+#[derive(Debug)]
+pub struct SendError {
+    /// AWS's error code, when AWS answered with one.
+    pub code: Option<String>,
+    /// The error, classified.
+    pub error: ActError,
+}
+
+impl<E> From<SdkError<E, HttpResponse>> for SendError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let classified = classify(error);
-    match error_code(error) {
+    fn from(error: SdkError<E, HttpResponse>) -> Self {
+        Self {
+            code: error_code(&error).map(str::to_owned),
+            error: classify(&error),
+        }
+    }
+}
+
+impl From<ActError> for SendError {
+    /// A failure of Plinth's own around the call (a missing field): AWS made nothing.
+    fn from(error: ActError) -> Self {
+        Self { code: None, error }
+    }
+}
+
+fn attempt_of(error: SendError, duplicate_codes: &[&str]) -> Attempt {
+    let classified = error.error;
+    match error.code.as_deref() {
         Some(code) if is_throttling(code) => Attempt::NotMade(classified),
         Some(code) if duplicate_codes.contains(&code) => Attempt::Duplicate(classified),
         _ => match classified {
@@ -196,16 +223,15 @@ pub enum LostAnswer {
 /// nothing, `lost` says whether the create is sent again. Throttled attempts, which AWS never
 /// acted on, are sent again. An answer in `duplicate_codes` ("already exists") is success when
 /// `find` finds it, and a refusal when it does not (something of that name that is not ours).
-pub async fn create_or_find<T, E, C, CF, F, FF>(
+pub async fn create_or_find<T, C, CF, F, FF>(
     lost: LostAnswer,
     duplicate_codes: &[&str],
     create: C,
     find: F,
 ) -> Result<T, ActError>
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
     C: Fn() -> CF,
-    CF: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    CF: Future<Output = Result<T, SendError>>,
     F: Fn() -> FF,
     FF: Future<Output = Result<Option<T>, ActError>>,
 {
@@ -218,7 +244,7 @@ where
             Ok(made) => return Ok(made),
             Err(error) => error,
         };
-        match attempt_of(&error, duplicate_codes) {
+        match attempt_of(error, duplicate_codes) {
             Attempt::NotMade(e) => last = e,
             Attempt::Unknown(e) => {
                 tracing::warn!(error = %e, "a create's answer was lost: looking for what it made");

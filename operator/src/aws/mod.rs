@@ -6,11 +6,14 @@
 //! - [`errors`]: AWS error → [`ActError`](crate::engine::ActError), keeping AWS's code and
 //!   message; creates that survive a lost response ([`create_or_find`]).
 //! - [`calls`]: the SDK interceptor that counts calls (for metrics, tests and the benchmark).
+//! - [`kit`]: what every kind's driver shares (listing by tag, find after a lost create, the
+//!   field helpers).
 //! - [`tags`]: Plinth's tags in create calls and in describe filters.
 //! - [`tagging`]: a platform's resources of one type by tag, for services without tag filters.
 
 pub mod calls;
 pub mod errors;
+pub mod kit;
 pub mod tagging;
 pub mod tags;
 
@@ -26,7 +29,7 @@ use prometheus_client::metrics::family::Family;
 use tokio::sync::Mutex;
 
 pub use calls::{CallCounts, CallSnapshot};
-pub use errors::{LostAnswer, classify, create_or_find, deletion, error_code};
+pub use errors::{LostAnswer, SendError, classify, create_or_find, deletion, error_code};
 
 use crate::metrics::AwsCallLabels;
 

@@ -1,5 +1,5 @@
 //! The network components: VPC, subnets, gateways, route tables and security groups, one file
-//! per family, each a [`Component`] of the `DataPlatform` spec acting through EC2.
+//! per kind, each a [`Component`] of the `DataPlatform` spec acting through EC2.
 //!
 //! The desired graph for a spec with zones `a, b` (keys as written in the
 //! `plinth.dev/component` tag; `→` is "refers to"):
@@ -22,7 +22,9 @@
 //! gateway is detached.
 
 pub mod cidr;
-pub mod gateway;
+pub mod elastic_ip;
+pub mod internet_gateway;
+pub mod nat_gateway;
 pub mod route;
 pub mod security;
 pub mod subnet;
@@ -111,9 +113,9 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     vec![
         Arc::new(vpc::Vpc::new(clients.clone())),
         Arc::new(subnet::Subnets::new(clients.clone())),
-        Arc::new(gateway::InternetGateway::new(clients.clone())),
-        Arc::new(gateway::ElasticIps::new(clients.clone())),
-        Arc::new(gateway::NatGateways::new(clients.clone())),
+        Arc::new(internet_gateway::InternetGateway::new(clients.clone())),
+        Arc::new(elastic_ip::ElasticIps::new(clients.clone())),
+        Arc::new(nat_gateway::NatGateways::new(clients.clone())),
         Arc::new(route::RouteTables::new(clients.clone())),
         Arc::new(security::SecurityGroups::new(clients.clone())),
     ]

@@ -3,16 +3,18 @@
 //! tiers (the load balancer and the NAT gateways get their own addresses).
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, SubnetState};
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, Subnet, SubnetState, Tag};
 
-use super::{SUBNET, cidr, keys, required, updated, vpc_cidr};
-use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, errors::no_retries};
+use super::{SUBNET, cidr, keys, vpc_cidr};
+use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::tags::tag_specification;
+use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Field, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
+    Key, Kind, Lifecycle, ObservedResource, UpdateRequest,
 };
 use crate::intent::Intent;
+use crate::no_retries;
 
 /// Field: the VPC's id.
 pub const VPC_ID: &str = "vpc_id";
@@ -34,59 +36,144 @@ impl Subnets {
         Self { aws }
     }
 
-    async fn list(
-        &self,
-        scope: &Scope,
-        filters: Vec<Filter>,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let output = self
-            .aws
-            .ec2()
-            .await
-            .describe_subnets()
-            .set_filters(Some(filters))
+    async fn set_public_ip(&self, subnet_id: &str, value: bool) -> Result<(), ActError> {
+        let call = self.aws.ec2().await.modify_subnet_attribute();
+        let flag = AttributeBooleanValue::builder().value(value).build();
+        let result = call
+            .subnet_id(subnet_id)
+            .map_public_ip_on_launch(flag)
             .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(output
-            .subnets()
-            .iter()
-            .filter_map(|subnet| {
-                let key = component_key(subnet.tags(), scope)?;
-                let mut resource = ObservedResource::new(SUBNET, key, subnet.subnet_id()?)
-                    .lifecycle(match subnet.state() {
-                        Some(SubnetState::Pending) => Lifecycle::Pending,
-                        _ => Lifecycle::Available,
-                    })
-                    .attr(
-                        MAP_PUBLIC_IP_ON_LAUNCH,
-                        subnet.map_public_ip_on_launch().unwrap_or(false),
-                    );
-                if let Some(vpc) = subnet.vpc_id() {
-                    resource = resource.attr(VPC_ID, vpc);
-                }
-                if let Some(cidr) = subnet.cidr_block() {
-                    resource = resource.attr(CIDR_BLOCK, cidr);
-                }
-                if let Some(az) = subnet.availability_zone() {
-                    resource = resource.attr(AVAILABILITY_ZONE, az);
-                }
-                Some(resource)
-            })
-            .collect())
+            .await;
+        result.map_err(|e| classify(&e))?;
+        Ok(())
+    }
+}
+
+fn lifecycle(state: Option<&SubnetState>) -> Lifecycle {
+    match state {
+        Some(SubnetState::Pending) => Lifecycle::Pending,
+        _ => Lifecycle::Available,
+    }
+}
+
+#[async_trait]
+impl Ec2Kind for Subnets {
+    const KIND: Kind = SUBNET;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeSubnets",
+        "ec2:CreateSubnet",
+        "ec2:CreateTags",
+        "ec2:ModifySubnetAttribute",
+        "ec2:DeleteSubnet",
+    ];
+    /// The CIDR is unique in the VPC: a second create of ours is refused as a conflict.
+    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidSubnet.Conflict"];
+    type Item = Subnet;
+
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Subnet>, ActError> {
+        let ec2 = self.aws.ec2().await;
+        let call = ec2.describe_subnets().set_filters(Some(filters));
+        let pages = call.into_paginator().items().send();
+        pages.try_collect().await.map_err(|e| classify(&e))
     }
 
-    async fn set_public_ip(&self, subnet_id: &str, value: bool) -> Result<(), ActError> {
-        self.aws
-            .ec2()
-            .await
-            .modify_subnet_attribute()
-            .subnet_id(subnet_id)
-            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(value).build())
+    fn tags(item: &Subnet) -> &[Tag] {
+        item.tags()
+    }
+
+    async fn observed(
+        &self,
+        subnet: &Subnet,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let Some(id) = subnet.subnet_id() else {
+            return Ok(None);
+        };
+        let public = subnet.map_public_ip_on_launch().unwrap_or(false);
+        let mut resource = ObservedResource::new(SUBNET, key, id)
+            .lifecycle(lifecycle(subnet.state()))
+            .attr(MAP_PUBLIC_IP_ON_LAUNCH, public);
+        for (field, value) in [
+            (VPC_ID, subnet.vpc_id()),
+            (CIDR_BLOCK, subnet.cidr_block()),
+            (AVAILABILITY_ZONE, subnet.availability_zone()),
+        ] {
+            if let Some(value) = value {
+                resource = resource.attr(field, value);
+            }
+        }
+        Ok(Some(resource))
+    }
+
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
+        let vpc = required(request.attrs, VPC_ID)?;
+        let cidr = required(request.attrs, CIDR_BLOCK)?;
+        let az = required(request.attrs, AVAILABILITY_ZONE)?;
+        let call = self.aws.ec2().await.create_subnet();
+        let output = call
+            .vpc_id(vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .tag_specifications(tag_specification(ResourceType::Subnet, request))
+            .customize()
+            .config_override(no_retries!(aws_sdk_ec2))
             .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(())
+            .await?;
+        let subnet = output.subnet();
+        let id = subnet.and_then(|s| s.subnet_id()).unwrap_or_default();
+        let public = subnet.and_then(|s| s.map_public_ip_on_launch());
+        Ok(ObservedResource::new(SUBNET, request.key, id)
+            .attr(VPC_ID, vpc)
+            .attr(CIDR_BLOCK, cidr)
+            .attr(AVAILABILITY_ZONE, az)
+            .attr(MAP_PUBLIC_IP_ON_LAUNCH, public.unwrap_or(false)))
+    }
+
+    /// Public IPs on launch, set as desired when the subnet was made (or found) otherwise.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        let wanted = request
+            .attr(MAP_PUBLIC_IP_ON_LAUNCH)
+            .and_then(AttrValue::as_bool);
+        if let Some(public) = wanted
+            && resource.attrs.get(MAP_PUBLIC_IP_ON_LAUNCH) != Some(&AttrValue::Bool(public))
+        {
+            self.set_public_ip(&resource.id, public).await?;
+            resource
+                .attrs
+                .insert(MAP_PUBLIC_IP_ON_LAUNCH.to_owned(), public.into());
+        }
+        Ok(resource)
+    }
+
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        if request.changed.iter().any(|f| f == MAP_PUBLIC_IP_ON_LAUNCH)
+            && let Some(public) = request
+                .new_value(MAP_PUBLIC_IP_ON_LAUNCH)
+                .and_then(AttrValue::as_bool)
+        {
+            self.set_public_ip(&request.current.id, public).await?;
+        }
+        Ok(updated(&request))
+    }
+
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.ec2().await.delete_subnet().subnet_id(&current.id);
+        deletion(
+            call.send().await,
+            "InvalidSubnetID.NotFound",
+            Deletion::Gone,
+        )
     }
 }
 
@@ -116,122 +203,5 @@ impl Component<Intent> for Subnets {
                 ]
             })
             .collect())
-    }
-}
-
-#[async_trait]
-impl Driver for Subnets {
-    fn kind(&self) -> Kind {
-        SUBNET
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-        &[
-            "ec2:DescribeSubnets",
-            "ec2:CreateSubnet",
-            "ec2:CreateTags",
-            "ec2:ModifySubnetAttribute",
-            "ec2:DeleteSubnet",
-        ]
-    }
-
-    async fn observe(
-        &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, vec![platform_filter(scope)]).await
-    }
-
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
-        let vpc = required(request.attrs, VPC_ID)?;
-        let cidr = required(request.attrs, CIDR_BLOCK)?;
-        let az = required(request.attrs, AVAILABILITY_ZONE)?;
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["InvalidSubnet.Conflict"],
-            || async {
-                let output = self
-                    .aws
-                    .ec2()
-                    .await
-                    .create_subnet()
-                    .vpc_id(vpc)
-                    .cidr_block(cidr)
-                    .availability_zone(az)
-                    .tag_specifications(tag_specification(ResourceType::Subnet, &request))
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await?;
-                let subnet = output.subnet();
-                Ok(ObservedResource::new(
-                    SUBNET,
-                    request.key,
-                    subnet.and_then(|s| s.subnet_id()).unwrap_or_default(),
-                )
-                .attr(VPC_ID, vpc)
-                .attr(CIDR_BLOCK, cidr)
-                .attr(AVAILABILITY_ZONE, az)
-                .attr(
-                    MAP_PUBLIC_IP_ON_LAUNCH,
-                    subnet
-                        .and_then(|s| s.map_public_ip_on_launch())
-                        .unwrap_or(false),
-                ))
-            },
-            || async {
-                let found = self
-                    .list(
-                        scope,
-                        vec![platform_filter(scope), component_filter(request.key)],
-                    )
-                    .await?;
-                Ok(found.into_iter().next())
-            },
-        )
-        .await?;
-        if let Some(public) = request
-            .attr(MAP_PUBLIC_IP_ON_LAUNCH)
-            .and_then(AttrValue::as_bool)
-            && resource.attrs.get(MAP_PUBLIC_IP_ON_LAUNCH) != Some(&AttrValue::Bool(public))
-        {
-            self.set_public_ip(&resource.id, public).await?;
-            resource
-                .attrs
-                .insert(MAP_PUBLIC_IP_ON_LAUNCH.to_owned(), public.into());
-        }
-        Ok(resource)
-    }
-
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        if request.changed.iter().any(|f| f == MAP_PUBLIC_IP_ON_LAUNCH)
-            && let Some(public) = request
-                .new_value(MAP_PUBLIC_IP_ON_LAUNCH)
-                .and_then(AttrValue::as_bool)
-        {
-            self.set_public_ip(&request.current.id, public).await?;
-        }
-        Ok(updated(&request))
-    }
-
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .ec2()
-                .await
-                .delete_subnet()
-                .subnet_id(&current.id)
-                .send()
-                .await,
-            "InvalidSubnetID.NotFound",
-            Deletion::Gone,
-        )
     }
 }

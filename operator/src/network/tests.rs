@@ -238,7 +238,7 @@ fn the_whole_network_has_the_expected_resources() {
         &AttrValue::Bool(true)
     );
     assert_eq!(
-        field(&g, "nat-gateway/eu-west-1b", gateway::SUBNET_ID),
+        field(&g, "nat-gateway/eu-west-1b", nat_gateway::SUBNET_ID),
         &AttrValue::reference(keys::public_subnet("eu-west-1b"))
     );
     let Some(nat) = g.get(&Key::from("nat-gateway/eu-west-1b")) else {

@@ -1,19 +1,24 @@
 //! The VPC: its CIDR (immutable) and DNS support and hostnames (on, corrected when they drift).
 //!
 //! DescribeVpcs does not return the DNS settings, so observing costs one DescribeVpcs for the
-//! platform plus two DescribeVpcAttribute calls per VPC found.
+//! platform plus two DescribeVpcAttribute calls per VPC found (AWS answers one attribute a
+//! call).
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, VpcAttributeName, VpcState};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, ResourceType, Tag, VpcAttributeName, VpcState,
+};
 
-use super::{VPC, check_region, keys, required, updated, vpc_cidr};
-use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, errors::no_retries};
+use super::{VPC, check_region, keys, vpc_cidr};
+use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::tags::tag_specification;
+use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, UpdateRequest,
 };
 use crate::intent::Intent;
+use crate::no_retries;
 
 /// Field: the VPC's IPv4 CIDR.
 pub const CIDR_BLOCK: &str = "cidr_block";
@@ -27,52 +32,128 @@ pub struct Vpc {
     aws: AwsClients,
 }
 
+#[async_trait]
+impl Ec2Kind for Vpc {
+    const KIND: Kind = VPC;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+        "ec2:CreateVpc",
+        "ec2:CreateTags",
+        "ec2:ModifyVpcAttribute",
+        "ec2:DeleteVpc",
+    ];
+    type Item = aws_sdk_ec2::types::Vpc;
+
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError> {
+        let ec2 = self.aws.ec2().await;
+        ec2.describe_vpcs()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(&e))
+    }
+
+    fn tags(item: &Self::Item) -> &[Tag] {
+        item.tags()
+    }
+
+    async fn observed(
+        &self,
+        vpc: &Self::Item,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let Some(id) = vpc.vpc_id() else {
+            return Ok(None);
+        };
+        let (support, hostnames) = tokio::try_join!(
+            self.attribute(id, VpcAttributeName::EnableDnsSupport),
+            self.attribute(id, VpcAttributeName::EnableDnsHostnames),
+        )?;
+        let mut resource = ObservedResource::new(VPC, key, id).lifecycle(lifecycle(vpc.state()));
+        if let Some(cidr) = vpc.cidr_block() {
+            resource = resource.attr(CIDR_BLOCK, cidr);
+        }
+        if let Some(value) = support {
+            resource = resource.attr(ENABLE_DNS_SUPPORT, value);
+        }
+        if let Some(value) = hostnames {
+            resource = resource.attr(ENABLE_DNS_HOSTNAMES, value);
+        }
+        Ok(Some(resource))
+    }
+
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
+        let cidr = required(request.attrs, CIDR_BLOCK)?;
+        let call = self.aws.ec2().await.create_vpc().cidr_block(cidr);
+        let output = call
+            .tag_specifications(tag_specification(ResourceType::Vpc, request))
+            .customize()
+            .config_override(no_retries!(aws_sdk_ec2))
+            .send()
+            .await?;
+        let vpc = output.vpc();
+        let id = vpc.and_then(|v| v.vpc_id()).unwrap_or_default();
+        Ok(ObservedResource::new(VPC, request.key, id)
+            .attr(CIDR_BLOCK, cidr)
+            .lifecycle(lifecycle(vpc.and_then(|v| v.state()))))
+    }
+
+    /// DNS support is on by default and host names off: both are set as desired, explicitly.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        for field in [ENABLE_DNS_SUPPORT, ENABLE_DNS_HOSTNAMES] {
+            let Some(value) = request.attr(field).and_then(AttrValue::as_bool) else {
+                continue;
+            };
+            if resource.attrs.get(field) != Some(&AttrValue::Bool(value)) {
+                self.set_attribute(&resource.id, field, value).await?;
+                resource.attrs.insert(field.to_owned(), value.into());
+            }
+        }
+        Ok(resource)
+    }
+
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        for field in request.changed {
+            if let Some(value) = request.new_value(field).and_then(AttrValue::as_bool) {
+                self.set_attribute(&request.current.id, field, value)
+                    .await?;
+            }
+        }
+        Ok(updated(&request))
+    }
+
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.ec2().await.delete_vpc().vpc_id(&current.id);
+        deletion(call.send().await, "InvalidVpcID.NotFound", Deletion::Gone)
+    }
+}
+
+fn lifecycle(state: Option<&VpcState>) -> Lifecycle {
+    match state {
+        Some(VpcState::Pending) => Lifecycle::Pending,
+        _ => Lifecycle::Available,
+    }
+}
+
 impl Vpc {
     /// The component acting through `aws`.
     pub fn new(aws: AwsClients) -> Self {
         Self { aws }
-    }
-
-    async fn list(
-        &self,
-        scope: &Scope,
-        filters: Vec<Filter>,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let output = self
-            .aws
-            .ec2()
-            .await
-            .describe_vpcs()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let mut found = Vec::new();
-        for vpc in output.vpcs() {
-            let (Some(id), Some(key)) = (vpc.vpc_id(), component_key(vpc.tags(), scope)) else {
-                continue;
-            };
-            let lifecycle = match vpc.state() {
-                Some(VpcState::Pending) => Lifecycle::Pending,
-                _ => Lifecycle::Available,
-            };
-            let (support, hostnames) = tokio::try_join!(
-                self.attribute(id, VpcAttributeName::EnableDnsSupport),
-                self.attribute(id, VpcAttributeName::EnableDnsHostnames),
-            )?;
-            let mut resource = ObservedResource::new(VPC, key, id).lifecycle(lifecycle);
-            if let Some(cidr) = vpc.cidr_block() {
-                resource = resource.attr(CIDR_BLOCK, cidr);
-            }
-            if let Some(value) = support {
-                resource = resource.attr(ENABLE_DNS_SUPPORT, value);
-            }
-            if let Some(value) = hostnames {
-                resource = resource.attr(ENABLE_DNS_HOSTNAMES, value);
-            }
-            found.push(resource);
-        }
-        Ok(found)
     }
 
     async fn attribute(
@@ -120,113 +201,5 @@ impl Component<Intent> for Vpc {
                 .updatable(ENABLE_DNS_SUPPORT, true)
                 .updatable(ENABLE_DNS_HOSTNAMES, true),
         ])
-    }
-}
-
-#[async_trait]
-impl Driver for Vpc {
-    fn kind(&self) -> Kind {
-        VPC
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-        &[
-            "ec2:DescribeVpcs",
-            "ec2:DescribeVpcAttribute",
-            "ec2:CreateVpc",
-            "ec2:CreateTags",
-            "ec2:ModifyVpcAttribute",
-            "ec2:DeleteVpc",
-        ]
-    }
-
-    async fn observe(
-        &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, vec![platform_filter(scope)]).await
-    }
-
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
-        let cidr = required(request.attrs, CIDR_BLOCK)?;
-        let scope = request.scope;
-        let created = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &[],
-            || async {
-                let output = self
-                    .aws
-                    .ec2()
-                    .await
-                    .create_vpc()
-                    .cidr_block(cidr)
-                    .tag_specifications(tag_specification(ResourceType::Vpc, &request))
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await?;
-                let vpc = output.vpc();
-                let id = vpc.and_then(|v| v.vpc_id()).unwrap_or_default().to_owned();
-                let lifecycle = match vpc.and_then(|v| v.state()) {
-                    Some(VpcState::Pending) => Lifecycle::Pending,
-                    _ => Lifecycle::Available,
-                };
-                Ok(ObservedResource::new(VPC, request.key, id)
-                    .attr(CIDR_BLOCK, cidr)
-                    .lifecycle(lifecycle))
-            },
-            || async {
-                let found = self
-                    .list(
-                        scope,
-                        vec![platform_filter(scope), component_filter(request.key)],
-                    )
-                    .await?;
-                Ok(found.into_iter().next())
-            },
-        )
-        .await?;
-        // DNS support is on by default and host names off: set both as desired, explicitly.
-        let mut resource = created;
-        for field in [ENABLE_DNS_SUPPORT, ENABLE_DNS_HOSTNAMES] {
-            let Some(value) = request.attr(field).and_then(AttrValue::as_bool) else {
-                continue;
-            };
-            if resource.attrs.get(field) != Some(&AttrValue::Bool(value)) {
-                self.set_attribute(&resource.id, field, value).await?;
-                resource.attrs.insert(field.to_owned(), value.into());
-            }
-        }
-        Ok(resource)
-    }
-
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        for field in request.changed {
-            if let Some(value) = request.new_value(field).and_then(AttrValue::as_bool) {
-                self.set_attribute(&request.current.id, field, value)
-                    .await?;
-            }
-        }
-        Ok(updated(&request))
-    }
-
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .ec2()
-                .await
-                .delete_vpc()
-                .vpc_id(&current.id)
-                .send()
-                .await,
-            "InvalidVpcID.NotFound",
-            Deletion::Gone,
-        )
     }
 }

@@ -17,7 +17,7 @@ use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, 
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, tags_of};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
@@ -376,6 +376,7 @@ impl Driver for TargetGroups {
                             .first()
                             .and_then(|g| observed_of(request.key.clone(), g, Some(revision)))
                     })
+                    .map_err(SendError::from)
             },
             || async { Ok(self.find_named(request.key, scope).await?.map(Some)) },
         )

@@ -1,0 +1,271 @@
+//! The driver kit: what every kind's driver shares, so that a kind is only its AWS-specific calls
+//! and the mapping of AWS's answer to an [`ObservedResource`].
+//!
+//! - [`Ec2Kind`]: an EC2 kind, which the kit makes a [`Driver`]. The kit builds the tag
+//!   filters, pages through the describe, keeps only what the platform's own tags name
+//!   ([`list`]), finds one component again after a create whose answer was lost ([`find`]),
+//!   and refuses updates of kinds with nothing to change in place; the kind writes its calls
+//!   and the mapping of AWS's answer.
+//! - [`required`], [`updated`], [`not_updatable`]: reading a desired field, the resource after
+//!   an in-place update, and the refusal of a kind with nothing to change in place.
+//! - [`no_retries!`](crate::no_retries): the SDK's retries off for a create that
+//!   [`create_or_find`] retries itself.
+//!
+//! Rate limiting and call counting stay in [`AwsClients`](super::AwsClients): every call goes
+//! through its accessors, the kit's included.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::errors::{LostAnswer, SendError, classify, create_or_find, error_code};
+use super::tags::{component_filter, component_key, platform_filter};
+use crate::engine::{
+    ActError, AttrValue, Attrs, CreateRequest, Deletion, Driver, Key, Kind, ObservedResource,
+    Reads, Scope, UpdateRequest,
+};
+
+/// Which of the platform's resources a listing asks AWS for.
+#[derive(Clone, Copy, Debug)]
+pub enum Select<'a> {
+    /// Every resource of the kind tagged for the platform (an observe).
+    Platform(&'a Scope),
+    /// The one tagged for a component of the platform (what a create that lost its answer
+    /// looks for).
+    Component(&'a Scope, &'a Key),
+}
+
+impl Select<'_> {
+    /// The platform.
+    pub fn scope(&self) -> &Scope {
+        match self {
+            Self::Platform(scope) | Self::Component(scope, _) => scope,
+        }
+    }
+
+    /// The EC2 describe filters that select it.
+    pub fn ec2_filters(&self) -> Vec<Filter> {
+        match self {
+            Self::Platform(scope) => vec![platform_filter(scope)],
+            Self::Component(scope, key) => vec![platform_filter(scope), component_filter(key)],
+        }
+    }
+}
+
+/// An EC2 kind: its describe (the kit filters it by Plinth's tags, pages through it and keeps
+/// only what the platform's own tags name), the mapping of AWS's answer, and its create, update
+/// and delete calls. Every `Ec2Kind` is a [`Driver`]: the kit writes the observe, the find after
+/// a lost create and the not-updatable refusal.
+#[async_trait]
+pub trait Ec2Kind: Send + Sync {
+    /// The kind.
+    const KIND: Kind;
+    /// Every IAM action its calls need.
+    const IAM_ACTIONS: &'static [&'static str];
+    /// What a create does when its answer is lost and AWS does not list what it made:
+    /// [`LostAnswer::SendAgain`] for a create that carries a client token (then the journal
+    /// never holds it back), [`LostAnswer::AwaitVisibility`] otherwise.
+    const LOST_ANSWER: LostAnswer = LostAnswer::AwaitVisibility;
+    /// The codes AWS answers a create of something that exists already with (then the
+    /// platform's own is found by its tags, and anything else is a refusal).
+    const DUPLICATE_CODES: &'static [&'static str] = &[];
+
+    /// What the describe call returns a list of (`Vpc`, `Subnet`, …).
+    type Item: Send + Sync;
+
+    /// Every item that matches `filters`, every page.
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError>;
+
+    /// The item's tags.
+    fn tags(item: &Self::Item) -> &[Tag];
+
+    /// The item as observed under `key`: `None` leaves it out (AWS still lists it but it is
+    /// gone: a `deleted` NAT gateway).
+    async fn observed(
+        &self,
+        item: &Self::Item,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError>;
+
+    /// Sends the create once, tagged in the same call, with the SDK's retries off
+    /// ([`no_retries!`](crate::no_retries)): the kit retries it, looking first.
+    async fn send_create(&self, request: &CreateRequest<'_>)
+    -> Result<ObservedResource, SendError>;
+
+    /// What the create call cannot carry, done after it (an attachment, DNS attributes), on
+    /// the resource made or found.
+    async fn after_create(
+        &self,
+        made: ObservedResource,
+        _request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        Ok(made)
+    }
+
+    /// The whole create: by default [`send_create`](Self::send_create) through
+    /// [`create_or_find`] with the kind's [`find`], then [`after_create`](Self::after_create).
+    async fn create_resource(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError>
+    where
+        Self: Sized,
+    {
+        let made = create_or_find(
+            Self::LOST_ANSWER,
+            Self::DUPLICATE_CODES,
+            || self.send_create(request),
+            || find(self, request.scope, request.key),
+        )
+        .await?;
+        self.after_create(made, request).await
+    }
+
+    /// Changes the listed fields in place. By default nothing changes in place.
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        Err(not_updatable(&request))
+    }
+
+    /// Sends the delete; AWS's "not found" is [`Deletion::Gone`] (see [`super::deletion`]).
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError>;
+}
+
+#[async_trait]
+impl<K: Ec2Kind> Driver for K {
+    fn kind(&self) -> Kind {
+        K::KIND
+    }
+
+    fn iam_actions(&self) -> &'static [&'static str] {
+        K::IAM_ACTIONS
+    }
+
+    fn idempotent_create(&self) -> bool {
+        K::LOST_ANSWER == LostAnswer::SendAgain
+    }
+
+    async fn observe(
+        &self,
+        scope: &Scope,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        list(self, Select::Platform(scope)).await
+    }
+
+    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        self.create_resource(&request).await
+    }
+
+    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+        self.update_in_place(request).await
+    }
+
+    async fn delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
+        self.send_delete(current).await
+    }
+}
+
+/// The resources `select` asks for, each under the component key its tags name. An item whose
+/// tags are not the platform's is left out even if the filter let it through, so nothing
+/// untagged is ever touched.
+pub async fn list<K: Ec2Kind>(
+    kind: &K,
+    select: Select<'_>,
+) -> Result<Vec<ObservedResource>, ActError> {
+    let mut found = Vec::new();
+    for item in kind.describe(select.ec2_filters()).await? {
+        let Some(key) = component_key(K::tags(&item), select.scope()) else {
+            continue;
+        };
+        if let Select::Component(_, wanted) = select
+            && &key != wanted
+        {
+            continue;
+        }
+        found.extend(kind.observed(&item, key).await?);
+    }
+    Ok(found)
+}
+
+/// The resource of `key`, when AWS lists it: what a create that lost its answer made, or a
+/// duplicate-name answer's resource.
+pub async fn find<K: Ec2Kind>(
+    kind: &K,
+    scope: &Scope,
+    key: &Key,
+) -> Result<Option<ObservedResource>, ActError> {
+    Ok(list(kind, Select::Component(scope, key))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// A call's outcome where the AWS error codes in `done` mean the call's purpose holds already
+/// (attached by an earlier attempt, already detached): success; anything else classified.
+pub fn ignore<T, E>(
+    result: Result<T, aws_sdk_ec2::error::SdkError<E, HttpResponse>>,
+    done: &[&str],
+) -> Result<(), ActError>
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e).is_some_and(|code| done.contains(&code)) => Ok(()),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+/// A string field a driver needs, or a refusal naming it (a bug in the component's `desired`,
+/// since the engine hands every desired field over).
+pub fn required<'a>(attrs: &'a Attrs, field: &str) -> Result<&'a str, ActError> {
+    attrs.get(field).and_then(AttrValue::as_str).ok_or_else(|| {
+        ActError::refused(
+            "PlinthMissingField",
+            format!("the desired resource has no string field {field}"),
+        )
+    })
+}
+
+/// The resource as it is after an in-place update of the changed fields.
+pub fn updated(request: &UpdateRequest<'_>) -> ObservedResource {
+    let mut resource = request.current.clone();
+    for field in request.changed {
+        if let Some(value) = request.new_value(field) {
+            resource.attrs.insert(field.clone(), value.clone());
+        }
+    }
+    resource
+}
+
+/// The refusal of an update to a kind whose fields never change in place (the engine replaces
+/// such resources instead, so this is only reached by a component marking a field updatable by
+/// mistake).
+pub fn not_updatable(request: &UpdateRequest<'_>) -> ActError {
+    ActError::refused(
+        "PlinthNotUpdatable",
+        format!(
+            "{} has no fields that change in place (asked to change {})",
+            request.current.key,
+            request.changed.join(", ")
+        ),
+    )
+}
+
+/// A config override that turns the SDK's retries off for one call of the service crate named
+/// (`no_retries!(aws_sdk_ec2)`): for creates that [`create_or_find`] retries itself, looking
+/// before it sends again.
+#[macro_export]
+macro_rules! no_retries {
+    ($sdk:ident) => {
+        $sdk::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+    };
+}

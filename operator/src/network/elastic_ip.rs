@@ -1,0 +1,122 @@
+//! The NAT gateways' Elastic IP addresses: one per NAT gateway, allocated in the VPC domain,
+//! released once their gateway is gone. Nothing changes in place.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{Address, DomainType, Filter, ResourceType, Tag};
+
+use super::{ELASTIC_IP, keys, nat_zones};
+use crate::aws::kit::Ec2Kind;
+use crate::aws::tags::tag_specification;
+use crate::aws::{AwsClients, SendError, classify, error_code};
+use crate::engine::{
+    ActError, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key, Kind,
+    ObservedResource,
+};
+use crate::intent::Intent;
+use crate::no_retries;
+
+/// Field: an address's domain (`vpc`).
+pub const DOMAIN: &str = "domain";
+/// Output: the address itself.
+pub const PUBLIC_IP: &str = "public_ip";
+
+/// The Elastic IPs component.
+pub struct ElasticIps {
+    aws: AwsClients,
+}
+
+impl ElasticIps {
+    /// The component acting through `aws`.
+    pub fn new(aws: AwsClients) -> Self {
+        Self { aws }
+    }
+}
+
+#[async_trait]
+impl Ec2Kind for ElasticIps {
+    const KIND: Kind = ELASTIC_IP;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeAddresses",
+        "ec2:AllocateAddress",
+        "ec2:CreateTags",
+        "ec2:ReleaseAddress",
+    ];
+    type Item = Address;
+
+    /// DescribeAddresses has no pages: one answer holds every match.
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Address>, ActError> {
+        let call = self.aws.ec2().await.describe_addresses();
+        let output = call.set_filters(Some(filters)).send().await;
+        Ok(output.map_err(|e| classify(&e))?.addresses().to_vec())
+    }
+
+    fn tags(item: &Address) -> &[Tag] {
+        item.tags()
+    }
+
+    async fn observed(
+        &self,
+        address: &Address,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let Some(id) = address.allocation_id() else {
+            return Ok(None);
+        };
+        let mut resource = ObservedResource::new(ELASTIC_IP, key, id);
+        if let Some(domain) = address.domain() {
+            resource = resource.attr(DOMAIN, domain.as_str());
+        }
+        if let Some(ip) = address.public_ip() {
+            resource = resource.attr(PUBLIC_IP, ip);
+        }
+        Ok(Some(resource))
+    }
+
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
+        let call = self.aws.ec2().await.allocate_address();
+        let output = call
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_specification(ResourceType::ElasticIp, request))
+            .customize()
+            .config_override(no_retries!(aws_sdk_ec2))
+            .send()
+            .await?;
+        let id = output.allocation_id().unwrap_or_default();
+        let mut resource = ObservedResource::new(ELASTIC_IP, request.key, id).attr(DOMAIN, "vpc");
+        if let Some(ip) = output.public_ip() {
+            resource = resource.attr(PUBLIC_IP, ip);
+        }
+        Ok(resource)
+    }
+
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.ec2().await.release_address();
+        match call.allocation_id(&current.id).send().await {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) => match error_code(&e) {
+                Some("InvalidAllocationID.NotFound") => Ok(Deletion::Gone),
+                // Still held by a NAT gateway that is going away: AWS answers `AuthFailure`
+                // or `InvalidIPAddress.InUse` until the gateway is `deleted`.
+                Some(code @ ("AuthFailure" | "InvalidIPAddress.InUse")) => {
+                    Err(ActError::retryable(code, classify(&e).to_string()))
+                }
+                _ => Err(classify(&e)),
+            },
+        }
+    }
+}
+
+impl Component<Intent> for ElasticIps {
+    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        Ok(nat_zones(spec)
+            .into_iter()
+            .map(|az| {
+                DesiredResource::new(ELASTIC_IP, keys::elastic_ip(az)).immutable(DOMAIN, "vpc")
+            })
+            .collect())
+    }
+}
