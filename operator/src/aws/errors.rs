@@ -280,11 +280,6 @@ where
     Err(last)
 }
 
-/// A config override that turns the SDK's retries off for one call.
-pub fn no_retries() -> aws_sdk_ec2::config::Builder {
-    aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
@@ -24,7 +25,7 @@ use crate::engine::{
     Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{keys as network_keys, required, updated};
+use crate::network::keys as network_keys;
 
 /// Field: the launch template's id.
 pub const LAUNCH_TEMPLATE: &str = "launch_template";
@@ -179,12 +180,6 @@ fn strings(value: Option<&AttrValue>) -> BTreeSet<String> {
             .collect(),
         _ => BTreeSet::new(),
     }
-}
-
-/// A call config with the SDK's retries off, for creates that must not be sent twice blindly.
-fn no_retries() -> aws_sdk_autoscaling::config::Builder {
-    aws_sdk_autoscaling::config::Builder::default()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
 }
 
 /// The Auto Scaling groups component.
@@ -368,7 +363,7 @@ impl Driver for AutoScalingGroups {
                     .default_cooldown(cooldown)
                     .set_tags(Some(tags.clone()))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_autoscaling))
                     .send()
                     .await?;
                 Ok(ObservedResource::new(

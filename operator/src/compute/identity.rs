@@ -15,13 +15,13 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{required, updated};
 
 /// Field: the IAM path (immutable in IAM).
 pub const PATH: &str = "path";
@@ -41,11 +41,6 @@ const ROLE_NAME_LEN: usize = 64;
 const PROFILE_NAME_LEN: usize = 128;
 /// What IAM answers for a missing entity.
 const NO_SUCH_ENTITY: &str = "NoSuchEntity";
-
-/// A call config with the SDK's retries off, for creates that must not be sent twice blindly.
-fn no_retries() -> aws_sdk_iam::config::Builder {
-    aws_sdk_iam::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
-}
 
 fn iam_tags(request: &CreateRequest<'_>) -> Result<Vec<Tag>, ActError> {
     request
@@ -233,7 +228,7 @@ impl Driver for InstanceRole {
                     .description(format!("Plinth app instances of {}", scope.platform()))
                     .set_tags(Some(tags.clone()))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_iam))
                     .send()
                     .await?;
                 let arn = output
@@ -481,7 +476,7 @@ impl Driver for InstanceProfile {
                     .path(path)
                     .set_tags(Some(tags.clone()))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_iam))
                     .send()
                     .await?;
                 let arn = output

@@ -19,13 +19,13 @@ use aws_sdk_autoscaling::types::{ScalingPolicy, StepAdjustment};
 
 use super::group::AutoScalingGroups;
 use super::{SCALING_POLICY, keys};
+use crate::aws::kit::required;
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::required;
 
 /// Field: the group's name.
 pub const GROUP: &str = "auto_scaling_group";

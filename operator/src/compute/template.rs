@@ -23,6 +23,7 @@ use aws_sdk_ec2::types::{
 
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
+use crate::aws::kit::required;
 use crate::aws::tags::{component_filter, component_key, create_tags, platform_filter, tag_map};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
 use crate::engine::{
@@ -30,7 +31,7 @@ use crate::engine::{
     Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{keys as network_keys, required};
+use crate::network::keys as network_keys;
 
 /// Field: the AMI.
 pub const IMAGE_ID: &str = "image_id";
@@ -401,7 +402,7 @@ impl Driver for LaunchTemplates {
                     .client_token(request.client_token)
                     .version_description(format!("Plinth revision {revision}"))
                     .customize()
-                    .config_override(crate::aws::errors::no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_ec2))
                     .send()
                     .await?;
                 let id = output

@@ -12,9 +12,10 @@ use aws_sdk_rds::types::{DbCluster as AwsCluster, Filter, ServerlessV2ScalingCon
 use plinth_crds::DeletionPolicy;
 
 use super::{
-    ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_no_retries,
-    rds_tag_map, rds_tags,
+    ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_tag_map,
+    rds_tags,
 };
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::identity::stable_hash;
 use crate::engine::{
@@ -22,7 +23,7 @@ use crate::engine::{
     Driver, Field, Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{keys as net, required, updated};
+use crate::network::keys as net;
 
 /// Field: the engine, `aurora-mysql`.
 pub const ENGINE: &str = "engine";
@@ -413,7 +414,7 @@ impl Driver for DbCluster {
                     .manage_master_user_password(true)
                     .set_tags(Some(rds_tags(&tags)))
                     .customize()
-                    .config_override(rds_no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_rds))
                     .send()
                     .await?;
                 Ok(output

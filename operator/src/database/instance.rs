@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
 
 use super::cluster::{AURORA_MYSQL, cluster_filter};
-use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_no_retries, rds_tags};
+use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_tags};
+use crate::aws::kit::required;
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::required;
 
 /// Field: the cluster the instance belongs to.
 pub const CLUSTER: &str = "db_cluster";
@@ -215,7 +215,7 @@ impl Driver for DbInstances {
                     .publicly_accessible(false)
                     .set_tags(Some(rds_tags(&request.tags())))
                     .customize()
-                    .config_override(rds_no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_rds))
                     .send()
                     .await?;
                 Ok(output
@@ -250,7 +250,7 @@ impl Driver for DbInstances {
             .send()
             .await
             .map_err(|e| classify(&e))?;
-        let mut resource = crate::network::updated(&request);
+        let mut resource = crate::aws::kit::updated(&request);
         resource.lifecycle = Lifecycle::Pending;
         Ok(resource)
     }

@@ -307,12 +307,6 @@ pub(crate) fn rds_component_key(tags: &[Tag], scope: &Scope) -> Option<Key> {
     tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str()))
 }
 
-/// A config override that turns the SDK's retries off for one RDS call (creates that must not
-/// be repeated blindly, see [`crate::aws::create_or_find`]).
-pub(crate) fn rds_no_retries() -> aws_sdk_rds::config::Builder {
-    aws_sdk_rds::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
-}
-
 /// A capacity in ACU as compared and printed: one decimal (`0.5`, `2.0`).
 pub fn acu(value: f64) -> String {
     format!("{value:.1}")

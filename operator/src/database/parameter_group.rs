@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
-use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_no_retries, rds_tags};
+use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_tags};
+use crate::aws::kit::updated;
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
     Driver, Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::updated;
 
 /// Field: the parameter group family.
 pub const FAMILY: &str = "family";
@@ -241,7 +241,7 @@ impl Driver for DbClusterParameterGroup {
                     .description(&description)
                     .set_tags(Some(rds_tags(&request.tags())))
                     .customize()
-                    .config_override(rds_no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_rds))
                     .send()
                     .await?;
                 let mut resource =

@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, RotationRulesType, Tag};
 
 use super::{DATABASE_SECRET, keys};
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
     DesiredResource, Driver, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{required, updated};
 
 /// Field: the cluster whose master user secret this is.
 pub const CLUSTER: &str = "db_cluster";

@@ -4,14 +4,15 @@
 
 use async_trait::async_trait;
 
-use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_no_retries, rds_tags};
+use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_tags};
+use crate::aws::kit::updated;
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{keys as net, updated};
+use crate::network::keys as net;
 
 /// Field: the subnets, a set of subnet ids.
 pub const SUBNET_IDS: &str = "subnet_ids";
@@ -137,7 +138,7 @@ impl Driver for DbSubnetGroup {
                     .set_subnet_ids(Some(subnets.clone()))
                     .set_tags(Some(rds_tags(&request.tags())))
                     .customize()
-                    .config_override(rds_no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_rds))
                     .send()
                     .await?;
                 let mut resource = ObservedResource::new(DB_SUBNET_GROUP, request.key, &name).attr(

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 
 use super::{ALARM_SUBSCRIPTION, ALARM_TOPIC, keys};
+use crate::aws::kit::{not_updatable, required};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, classify, error_code};
 use crate::engine::identity::stable_hash;
@@ -38,7 +39,6 @@ use crate::engine::{
     UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::required;
 
 /// Field (subscription): the topic.
 pub const TOPIC_ARN: &str = "topic_arn";
@@ -255,13 +255,7 @@ impl Driver for Topics {
     }
 
     async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(ActError::refused(
-            "PlinthNotUpdatable",
-            format!(
-                "the alarm topic has no field to update ({:?})",
-                request.changed
-            ),
-        ))
+        Err(not_updatable(&request))
     }
 
     async fn delete(
@@ -473,13 +467,7 @@ impl Driver for Subscriptions {
     }
 
     async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(ActError::refused(
-            "PlinthNotUpdatable",
-            format!(
-                "the alarm subscription has no field to update ({:?})",
-                request.changed
-            ),
-        ))
+        Err(not_updatable(&request))
     }
 
     async fn delete(

@@ -36,10 +36,7 @@ use ipnet::Ipv4Net;
 use plinth_crds::{DataPlatformSpec, NatGatewayMode, ResourcesStatus};
 
 use crate::aws::AwsClients;
-use crate::engine::{
-    ActError, AttrValue, Attrs, Component, DesiredError, Key, Kind, Observed, ObservedResource,
-    UpdateRequest,
-};
+use crate::engine::{Component, DesiredError, Key, Kind, Observed};
 use crate::intent::Intent;
 use crate::platform::Group;
 
@@ -207,28 +204,6 @@ pub(crate) fn check_region(
             ),
         })
     }
-}
-
-/// A string attribute a driver needs, or a refusal naming it (a bug in the component's
-/// `desired`, since the engine hands every desired field over).
-pub(crate) fn required<'a>(attrs: &'a Attrs, field: &str) -> Result<&'a str, ActError> {
-    attrs.get(field).and_then(AttrValue::as_str).ok_or_else(|| {
-        ActError::refused(
-            "PlinthMissingField",
-            format!("the desired resource has no string field {field}"),
-        )
-    })
-}
-
-/// The resource as it is after an in-place update of the changed fields.
-pub(crate) fn updated(request: &UpdateRequest<'_>) -> ObservedResource {
-    let mut resource = request.current.clone();
-    for field in request.changed {
-        if let Some(value) = request.new_value(field) {
-            resource.attrs.insert(field.clone(), value.clone());
-        }
-    }
-    resource
 }
 
 #[cfg(test)]

@@ -7,19 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
+use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable, Tag};
 use plinth_crds::DataPlatformSpec;
 
-use super::{ROUTE_TABLE, keys, nat_for_zone, required, updated};
-use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{
-    AwsClients, LostAnswer, classify, create_or_find, deletion, error_code, errors::no_retries,
-};
+use super::{ROUTE_TABLE, keys, nat_for_zone};
+use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::tags::tag_specification;
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, UpdateRequest,
 };
 use crate::intent::Intent;
+use crate::no_retries;
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -96,8 +96,7 @@ pub struct RouteTables {
     aws: AwsClients,
 }
 
-fn observed_table(table: &RouteTable, scope: &Scope) -> Option<ObservedResource> {
-    let key = component_key(table.tags(), scope)?;
+fn observed_table(table: &RouteTable, key: Key) -> Option<ObservedResource> {
     let mut resource = ObservedResource::new(ROUTE_TABLE, key, table.route_table_id()?);
     if let Some(vpc) = table.vpc_id() {
         resource = resource.attr(VPC_ID, vpc);
@@ -149,27 +148,6 @@ impl RouteTables {
     /// The component acting through `aws`.
     pub fn new(aws: AwsClients) -> Self {
         Self { aws }
-    }
-
-    async fn list(
-        &self,
-        scope: &Scope,
-        filters: Vec<Filter>,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let output = self
-            .aws
-            .ec2()
-            .await
-            .describe_route_tables()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(output
-            .route_tables()
-            .iter()
-            .filter_map(|t| observed_table(t, scope))
-            .collect())
     }
 
     /// Makes the table's routes `desired`, from `current`.
@@ -349,80 +327,74 @@ impl Component<Intent> for RouteTables {
 }
 
 #[async_trait]
-impl Driver for RouteTables {
-    fn kind(&self) -> Kind {
-        ROUTE_TABLE
-    }
-
+impl Ec2Kind for RouteTables {
+    const KIND: Kind = ROUTE_TABLE;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeRouteTables",
+        "ec2:CreateRouteTable",
+        "ec2:CreateTags",
+        "ec2:CreateRoute",
+        "ec2:ReplaceRoute",
+        "ec2:DeleteRoute",
+        "ec2:AssociateRouteTable",
+        "ec2:ReplaceRouteTableAssociation",
+        "ec2:DisassociateRouteTable",
+        "ec2:DeleteRouteTable",
+    ];
     /// The create carries a client token.
-    fn idempotent_create(&self) -> bool {
-        true
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &["IdempotentParameterMismatch"];
+    type Item = RouteTable;
+
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<RouteTable>, ActError> {
+        let ec2 = self.aws.ec2().await;
+        let call = ec2.describe_route_tables().set_filters(Some(filters));
+        let pages = call.into_paginator().items().send();
+        pages.try_collect().await.map_err(|e| classify(&e))
     }
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-        &[
-            "ec2:DescribeRouteTables",
-            "ec2:CreateRouteTable",
-            "ec2:CreateTags",
-            "ec2:CreateRoute",
-            "ec2:ReplaceRoute",
-            "ec2:DeleteRoute",
-            "ec2:AssociateRouteTable",
-            "ec2:ReplaceRouteTableAssociation",
-            "ec2:DisassociateRouteTable",
-            "ec2:DeleteRouteTable",
-        ]
+    fn tags(item: &RouteTable) -> &[Tag] {
+        item.tags()
     }
 
-    async fn observe(
+    async fn observed(
         &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, vec![platform_filter(scope)]).await
+        table: &RouteTable,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        Ok(observed_table(table, key))
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let vpc = required(request.attrs, VPC_ID)?;
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::SendAgain,
-            &["IdempotentParameterMismatch"],
-            || async {
-                let output = self
-                    .aws
-                    .ec2()
-                    .await
-                    .create_route_table()
-                    .vpc_id(vpc)
-                    .client_token(request.client_token)
-                    .tag_specifications(tag_specification(ResourceType::RouteTable, &request))
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await?;
-                let id = output
-                    .route_table()
-                    .and_then(|t| t.route_table_id())
-                    .unwrap_or_default();
-                Ok(ObservedResource::new(ROUTE_TABLE, request.key, id)
-                    .attr(VPC_ID, vpc)
-                    .attr(ROUTES, AttrValue::set([]))
-                    .attr(SUBNETS, AttrValue::set([]))
-                    .attr(ASSOCIATIONS, AttrValue::Map(BTreeMap::new())))
-            },
-            || async {
-                let found = self
-                    .list(
-                        scope,
-                        vec![platform_filter(scope), component_filter(request.key)],
-                    )
-                    .await?;
-                Ok(found.into_iter().next())
-            },
-        )
-        .await?;
+        let call = self.aws.ec2().await.create_route_table();
+        let output = call
+            .vpc_id(vpc)
+            .client_token(request.client_token)
+            .tag_specifications(tag_specification(ResourceType::RouteTable, request))
+            .customize()
+            .config_override(no_retries!(aws_sdk_ec2))
+            .send()
+            .await?;
+        let table = output.route_table();
+        let id = table.and_then(|t| t.route_table_id()).unwrap_or_default();
+        Ok(ObservedResource::new(ROUTE_TABLE, request.key, id)
+            .attr(VPC_ID, vpc)
+            .attr(ROUTES, AttrValue::set([]))
+            .attr(SUBNETS, AttrValue::set([]))
+            .attr(ASSOCIATIONS, AttrValue::Map(BTreeMap::new())))
+    }
+
+    /// The routes and associations, on the table made or found.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let routes = set_of(request.attr(ROUTES));
         self.sync_routes(&resource.id, &set_of(resource.attrs.get(ROUTES)), &routes)
             .await?;
@@ -446,7 +418,10 @@ impl Driver for RouteTables {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let current = request.current;
         let mut resource = updated(&request);
         if request.changed.iter().any(|f| f == ROUTES) {
@@ -476,11 +451,7 @@ impl Driver for RouteTables {
         Ok(resource)
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         if let Some(AttrValue::Map(associations)) = current.attrs.get(ASSOCIATIONS) {
             self.sync_subnets(&current.id, associations, &BTreeSet::new())
                 .await?;

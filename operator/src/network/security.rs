@@ -15,20 +15,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, UserIdGroupPair,
+    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, UserIdGroupPair,
 };
 use plinth_crds::DataPlatformSpec;
 
-use super::{SECURITY_GROUP, keys, required, updated, vpc_cidr};
-use crate::aws::tags::{component_filter, component_key, platform_filter, tag_specification};
-use crate::aws::{
-    AwsClients, LostAnswer, classify, create_or_find, deletion, error_code, errors::no_retries,
-};
+use super::{SECURITY_GROUP, keys, vpc_cidr};
+use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::tags::tag_specification;
+use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Field, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
+    Key, Kind, ObservedResource, UpdateRequest,
 };
 use crate::intent::Intent;
+use crate::no_retries;
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -211,8 +211,7 @@ fn set_of(value: Option<&AttrValue>) -> BTreeSet<AttrValue> {
     }
 }
 
-fn observed_group(group: &SecurityGroup, scope: &Scope) -> Option<ObservedResource> {
-    let key = component_key(group.tags(), scope)?;
+fn observed_group(group: &SecurityGroup, key: Key) -> Option<ObservedResource> {
     let mut resource = ObservedResource::new(SECURITY_GROUP, key, group.group_id()?)
         .attr(INGRESS, AttrValue::Set(rules_of(group.ip_permissions())))
         .attr(
@@ -240,27 +239,6 @@ impl SecurityGroups {
     /// The component acting through `aws`.
     pub fn new(aws: AwsClients) -> Self {
         Self { aws }
-    }
-
-    async fn list(
-        &self,
-        scope: &Scope,
-        filters: Vec<Filter>,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let output = self
-            .aws
-            .ec2()
-            .await
-            .describe_security_groups()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(output
-            .security_groups()
-            .iter()
-            .filter_map(|g| observed_group(g, scope))
-            .collect())
     }
 
     /// Revokes the rules of `current` not in `desired`, then authorizes the missing ones.
@@ -342,81 +320,76 @@ impl Component<Intent> for SecurityGroups {
 }
 
 #[async_trait]
-impl Driver for SecurityGroups {
-    fn kind(&self) -> Kind {
-        SECURITY_GROUP
+impl Ec2Kind for SecurityGroups {
+    const KIND: Kind = SECURITY_GROUP;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeSecurityGroups",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateTags",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:DeleteSecurityGroup",
+    ];
+    /// The name is unique in the VPC.
+    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidGroup.Duplicate"];
+    type Item = SecurityGroup;
+
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroup>, ActError> {
+        let ec2 = self.aws.ec2().await;
+        let call = ec2.describe_security_groups().set_filters(Some(filters));
+        let pages = call.into_paginator().items().send();
+        pages.try_collect().await.map_err(|e| classify(&e))
     }
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-        &[
-            "ec2:DescribeSecurityGroups",
-            "ec2:CreateSecurityGroup",
-            "ec2:CreateTags",
-            "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:AuthorizeSecurityGroupEgress",
-            "ec2:RevokeSecurityGroupIngress",
-            "ec2:RevokeSecurityGroupEgress",
-            "ec2:DeleteSecurityGroup",
-        ]
+    fn tags(item: &SecurityGroup) -> &[Tag] {
+        item.tags()
     }
 
-    async fn observe(
+    async fn observed(
         &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, vec![platform_filter(scope)]).await
+        group: &SecurityGroup,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        Ok(observed_group(group, key))
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let vpc = required(request.attrs, VPC_ID)?;
         let description = required(request.attrs, DESCRIPTION)?;
         let name = request.name(NAME_LEN);
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["InvalidGroup.Duplicate"],
-            || async {
-                let output = self
-                    .aws
-                    .ec2()
-                    .await
-                    .create_security_group()
-                    .group_name(&name)
-                    .description(description)
-                    .vpc_id(vpc)
-                    .tag_specifications(tag_specification(ResourceType::SecurityGroup, &request))
-                    .customize()
-                    .config_override(no_retries())
-                    .send()
-                    .await?;
-                // A new group has no inbound rules and AWS's "all traffic out".
-                Ok(ObservedResource::new(
-                    SECURITY_GROUP,
-                    request.key,
-                    output.group_id().unwrap_or_default(),
-                )
-                .attr(VPC_ID, vpc)
-                .attr(DESCRIPTION, description)
-                .attr(GROUP_NAME, name.as_str())
-                .attr(INGRESS, AttrValue::set([]))
-                .attr(
-                    EGRESS,
-                    AttrValue::set([rule("-1", -1, -1, Peer::Cidr("0.0.0.0/0".to_owned()))]),
-                ))
-            },
-            || async {
-                let found = self
-                    .list(
-                        scope,
-                        vec![platform_filter(scope), component_filter(request.key)],
-                    )
-                    .await?;
-                Ok(found.into_iter().next())
-            },
-        )
-        .await?;
+        let call = self.aws.ec2().await.create_security_group();
+        let output = call
+            .group_name(&name)
+            .description(description)
+            .vpc_id(vpc)
+            .tag_specifications(tag_specification(ResourceType::SecurityGroup, request))
+            .customize()
+            .config_override(no_retries!(aws_sdk_ec2))
+            .send()
+            .await?;
+        // A new group has no inbound rules and AWS's "all traffic out".
+        let all_out = rule("-1", -1, -1, Peer::Cidr("0.0.0.0/0".to_owned()));
+        let id = output.group_id().unwrap_or_default();
+        Ok(ObservedResource::new(SECURITY_GROUP, request.key, id)
+            .attr(VPC_ID, vpc)
+            .attr(DESCRIPTION, description)
+            .attr(GROUP_NAME, name.as_str())
+            .attr(INGRESS, AttrValue::set([]))
+            .attr(EGRESS, AttrValue::set([all_out])))
+    }
+
+    /// The rules, on the group made or found.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
             let desired = set_of(request.attr(field));
             self.sync_rules(
@@ -433,7 +406,10 @@ impl Driver for SecurityGroups {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
             if request.changed.iter().any(|f| f == field) {
                 self.sync_rules(
@@ -448,21 +424,9 @@ impl Driver for SecurityGroups {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .ec2()
-                .await
-                .delete_security_group()
-                .group_id(&current.id)
-                .send()
-                .await,
-            "InvalidGroup.NotFound",
-            Deletion::Gone,
-        )
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.ec2().await.delete_security_group();
+        let result = call.group_id(&current.id).send().await;
+        deletion(result, "InvalidGroup.NotFound", Deletion::Gone)
     }
 }

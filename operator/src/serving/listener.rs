@@ -18,14 +18,14 @@ use aws_sdk_elasticloadbalancingv2::types::{
     RedirectActionConfig, RedirectActionStatusCodeEnum, TargetGroupTuple,
 };
 
-use super::{LISTENER, create_tags, front, key_of, keys, no_retries};
+use super::{LISTENER, create_tags, front, key_of, keys};
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{required, updated};
 
 /// Field: the load balancer.
 pub const LOAD_BALANCER_ARN: &str = "load_balancer_arn";
@@ -363,7 +363,7 @@ impl Driver for Listeners {
                     .default_actions(action.clone())
                     .set_tags(Some(create_tags(&request, &[])))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
                     .send()
                     .await?;
                 Ok(output

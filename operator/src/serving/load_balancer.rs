@@ -16,14 +16,15 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancerStateEnum, LoadBalancerTypeEnum,
 };
 
-use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys, no_retries};
+use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys};
+use crate::aws::kit::{required, updated};
 use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
     Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{self, required, updated};
+use crate::network;
 
 /// Field: `internet-facing`.
 pub const SCHEME: &str = "scheme";
@@ -261,7 +262,7 @@ impl Driver for LoadBalancers {
                     .ip_address_type(IpAddressType::Ipv4)
                     .set_tags(Some(create_tags(&request, &[])))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
                     .send()
                     .await?;
                 Ok(output

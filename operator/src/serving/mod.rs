@@ -261,12 +261,5 @@ async fn read_front(aws: &AwsClients, scope: &Scope) -> Result<Option<Front>, Ac
     }))
 }
 
-/// A config override that turns the SDK's retries off for one ELBv2 call (creates run through
-/// [`crate::aws::create_or_find`], which looks before it tries again).
-pub(crate) fn no_retries() -> aws_sdk_elasticloadbalancingv2::config::Builder {
-    aws_sdk_elasticloadbalancingv2::config::Builder::default()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-}
-
 #[cfg(test)]
 pub(crate) mod tests;

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
-use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, no_retries, tags_of};
+use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, tags_of};
+use crate::aws::kit::{required, updated};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, error_code};
 use crate::engine::{
@@ -23,7 +24,7 @@ use crate::engine::{
     Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::network::{self, required, updated};
+use crate::network;
 
 /// Field: `HTTP`.
 pub const PROTOCOL: &str = "protocol";
@@ -367,7 +368,7 @@ impl Driver for TargetGroups {
                     )
                     .set_tags(Some(create_tags(&request, &[(REVISION_TAG, revision)])))
                     .customize()
-                    .config_override(no_retries())
+                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
                     .send()
                     .await
                     .map(|output| {
