@@ -79,63 +79,41 @@ fn serving_stuck() -> Overall {
     }
 }
 
-/// What one row expects.
-struct Row {
-    name: &'static str,
-    ready: Option<(bool, &'static str)>,
-    reconciling: Option<(bool, &'static str)>,
-    stalled: Option<(bool, &'static str)>,
-    events: &'static [&'static str],
-    requeue: Requeue,
-    outcome: &'static str,
-}
-
-fn check(row: &Row, situation: &Situation<'_>, current: &[Condition]) -> Decision {
-    let decision = decide(situation, current);
-    let expect = |x: Option<(bool, &str)>| x.map(|(s, r)| (s, r.to_owned()));
-    assert_eq!(
-        said(&decision, READY),
-        expect(row.ready),
-        "{}: Ready",
-        row.name
-    );
-    assert_eq!(
-        said(&decision, RECONCILING),
-        expect(row.reconciling),
-        "{}: Reconciling",
-        row.name
-    );
-    assert_eq!(
-        said(&decision, STALLED),
-        expect(row.stalled),
-        "{}: Stalled",
-        row.name
-    );
-    let events: Vec<&str> = decision.events.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(events, row.events, "{}: events", row.name);
-    assert_eq!(decision.requeue, row.requeue, "{}: requeue", row.name);
-    assert_eq!(decision.outcome, row.outcome, "{}: outcome", row.name);
-    decision
+/// `Ready`, `Reconciling` and `Stalled` as a decision sets them: `Type=Status/Reason`, `-` for
+/// one it leaves as it is.
+fn overall(decision: &Decision) -> String {
+    [READY, RECONCILING, STALLED]
+        .iter()
+        .map(|type_| match said(decision, type_) {
+            Some((status, reason)) => {
+                format!("{type_}={}/{reason}", if status { "True" } else { "False" })
+            }
+            None => format!("{type_}=-"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
 fn every_branch_decides_conditions_events_and_requeue() {
     let group = [Verdict::new("NetworkReady", true, "Available", "")];
-    let progressing_verdict = [RolloutVerdict {
+    let progressing = [RolloutVerdict {
         type_: rollout::ROLLOUT_PROGRESSING,
         status: true,
         reason: "Shifting",
         message: "green takes 25% of traffic".to_owned(),
     }];
-    let failed_verdict = [RolloutVerdict {
+    let failed = [RolloutVerdict {
         type_: rollout::ROLLOUT_FAILED,
         status: true,
         reason: "AlarmFired",
         message: "green's alarm fired: rolled back".to_owned(),
     }];
-    let steady = readiness(Some(serving_ready()));
-    let stuck = readiness(Some(serving_stuck()));
-    let moving = readiness(None);
+    let (steady, stuck, moving) = (
+        readiness(Some(serving_ready())),
+        readiness(Some(serving_stuck())),
+        readiness(None),
+    );
     let pass = |readiness, converged, refused, rollout| {
         Situation::Applied(PassView {
             groups: &group,
@@ -146,241 +124,178 @@ fn every_branch_decides_conditions_events_and_requeue() {
             readiness,
         })
     };
-    let rows: Vec<(Row, Situation<'_>)> = vec![
+    let step = RolloutView {
+        rolling: true,
+        verdicts: &progressing,
+        requeue_after: Some(Duration::from_secs(30)),
+        ..no_rollout()
+    };
+    let rolled_back = RolloutView {
+        rolled_back: true,
+        verdicts: &failed,
+        ..no_rollout()
+    };
+    let secs = Duration::from_secs;
+    // (row, situation, Ready/Reconciling/Stalled, events, requeue, outcome)
+    let rows: [(&str, Situation<'_>, &str, &[&str], Requeue, &str); 15] = [
         (
-            Row {
-                name: "converged and serving",
-                ready: Some((true, "Reconciled")),
-                reconciling: Some((false, "Reconciled")),
-                stalled: Some((false, "Reconciled")),
-                events: &["Ready"],
-                requeue: Requeue::Resync,
-                outcome: "ready",
-            },
+            "converged and serving",
             pass(&steady, true, None, no_rollout()),
+            "Ready=True/Reconciled Reconciling=False/Reconciled Stalled=False/Reconciled",
+            &["Ready"],
+            Requeue::Resync,
+            "ready",
         ),
         (
-            Row {
-                name: "converged, first deploy not serving",
-                ready: Some((false, "FirstDeployUnhealthy")),
-                reconciling: None,
-                stalled: None,
-                events: &[],
-                requeue: Requeue::AtLeastProgress(Duration::from_secs(5)),
-                outcome: "stalled",
-            },
+            "converged, first deploy not serving",
             pass(&stuck, true, None, no_rollout()),
+            "Ready=False/FirstDeployUnhealthy Reconciling=- Stalled=-",
+            &[],
+            Requeue::AtLeastProgress(secs(5)),
+            "stalled",
         ),
         (
-            Row {
-                name: "progressing (changes made, AWS still working)",
-                ready: Some((false, "Progressing")),
-                reconciling: Some((true, "Progressing")),
-                stalled: Some((false, "Progressing")),
-                events: &[],
-                requeue: Requeue::Progress,
-                outcome: "progressing",
-            },
+            "progressing (changes made, AWS still working)",
             pass(&moving, false, None, no_rollout()),
+            "Ready=False/Progressing Reconciling=True/Progressing Stalled=False/Progressing",
+            &[],
+            Requeue::Progress,
+            "progressing",
         ),
         (
-            Row {
-                name: "AWS refused a change",
-                ready: Some((false, "AwsRefused")),
-                reconciling: Some((false, "AwsRefused")),
-                stalled: Some((true, "AwsRefused")),
-                events: &["AwsRefused"],
-                requeue: Requeue::Resync,
-                outcome: "stalled",
-            },
+            "AWS refused a change",
             pass(
                 &moving,
                 false,
                 Some("vpc (create): VpcLimitExceeded"),
                 no_rollout(),
             ),
+            "Ready=False/AwsRefused Reconciling=False/AwsRefused Stalled=True/AwsRefused",
+            &["AwsRefused"],
+            Requeue::Resync,
+            "stalled",
         ),
         (
-            Row {
-                name: "a rollout step applied",
-                ready: Some((false, "RollingOut")),
-                reconciling: Some((true, "RollingOut")),
-                stalled: Some((false, "RollingOut")),
-                events: &[],
-                requeue: Requeue::After(Duration::from_secs(30)),
-                outcome: "progressing",
-            },
+            "a rollout step applied",
+            pass(&moving, true, None, step),
+            "Ready=False/RollingOut Reconciling=True/RollingOut Stalled=False/RollingOut",
+            &[],
+            Requeue::After(secs(30)),
+            "progressing",
+        ),
+        (
+            "a rollout step asks for another serving state",
             pass(
                 &moving,
                 true,
                 None,
                 RolloutView {
-                    rolling: true,
-                    verdicts: &progressing_verdict,
-                    requeue_after: Some(Duration::from_secs(30)),
-                    ..no_rollout()
-                },
-            ),
-        ),
-        (
-            Row {
-                name: "a rollout step asks for another serving state: progressing",
-                ready: Some((false, "Progressing")),
-                reconciling: Some((true, "Progressing")),
-                stalled: Some((false, "Progressing")),
-                events: &[],
-                requeue: Requeue::Progress,
-                outcome: "progressing",
-            },
-            pass(
-                &moving,
-                true,
-                None,
-                RolloutView {
-                    rolling: true,
                     serving_changed: true,
-                    verdicts: &progressing_verdict,
-                    ..no_rollout()
+                    ..step
                 },
             ),
+            "Ready=False/Progressing Reconciling=True/Progressing Stalled=False/Progressing",
+            &[],
+            Requeue::Progress,
+            "progressing",
         ),
         (
-            Row {
-                name: "the spec's version rolled back",
-                ready: Some((false, "RolloutFailed")),
-                reconciling: Some((false, "RolloutFailed")),
-                stalled: Some((true, "RolloutFailed")),
-                events: &[],
-                requeue: Requeue::Resync,
-                outcome: "stalled",
-            },
-            pass(
-                &steady,
-                true,
-                None,
-                RolloutView {
-                    rolled_back: true,
-                    verdicts: &failed_verdict,
-                    ..no_rollout()
-                },
-            ),
+            "the spec's version rolled back",
+            pass(&steady, true, None, rolled_back),
+            "Ready=False/RolloutFailed Reconciling=False/RolloutFailed Stalled=True/RolloutFailed",
+            &[],
+            Requeue::Resync,
+            "stalled",
         ),
         (
-            Row {
-                name: "paused",
-                ready: None,
-                reconciling: Some((false, "Paused")),
-                stalled: None,
-                events: &["Paused"],
-                requeue: Requeue::AwaitChange,
-                outcome: "paused",
-            },
+            "paused",
             Situation::Paused { deleting: false },
+            "Ready=- Reconciling=False/Paused Stalled=-",
+            &["Paused"],
+            Requeue::AwaitChange,
+            "paused",
         ),
         (
-            Row {
-                name: "paused while deleting",
-                ready: None,
-                reconciling: Some((false, "Paused")),
-                stalled: None,
-                events: &[],
-                requeue: Requeue::AwaitChange,
-                outcome: "paused",
-            },
+            "paused while deleting",
             Situation::Paused { deleting: true },
+            "Ready=- Reconciling=False/Paused Stalled=-",
+            &[],
+            Requeue::AwaitChange,
+            "paused",
         ),
         (
-            Row {
-                name: "invalid spec",
-                ready: Some((false, "InvalidSpec")),
-                reconciling: Some((false, "InvalidSpec")),
-                stalled: Some((true, "InvalidSpec")),
-                events: &["InvalidSpec"],
-                requeue: Requeue::AwaitChange,
-                outcome: "stalled",
-            },
+            "invalid spec",
             Situation::Refused {
                 reason: "InvalidSpec",
                 message: "spec.network.cidr is not a CIDR",
             },
+            "Ready=False/InvalidSpec Reconciling=False/InvalidSpec Stalled=True/InvalidSpec",
+            &["InvalidSpec"],
+            Requeue::AwaitChange,
+            "stalled",
         ),
         (
-            Row {
-                name: "the pass failed, worth retrying",
-                ready: Some((false, "Retrying")),
-                reconciling: Some((true, "Retrying")),
-                stalled: Some((false, "Retrying")),
-                events: &[],
-                requeue: Requeue::Backoff,
-                outcome: "error",
-            },
+            "the pass failed, worth retrying",
             Situation::Retrying {
                 message: "Throttling: slow down (will retry)",
             },
+            "Ready=False/Retrying Reconciling=True/Retrying Stalled=False/Retrying",
+            &[],
+            Requeue::Backoff,
+            "error",
         ),
         (
-            Row {
-                name: "deleting",
-                ready: Some((false, "Deleting")),
-                reconciling: Some((true, "Deleting")),
-                stalled: None,
-                events: &[],
-                requeue: Requeue::Progress,
-                outcome: "progressing",
-            },
+            "deleting",
             Situation::Deleting {
                 remaining: 12,
                 refused: None,
             },
+            "Ready=False/Deleting Reconciling=True/Deleting Stalled=-",
+            &[],
+            Requeue::Progress,
+            "progressing",
         ),
         (
-            Row {
-                name: "deleting, AWS refused a delete",
-                ready: Some((false, "Deleting")),
-                reconciling: Some((true, "Deleting")),
-                stalled: None,
-                events: &["DeleteRefused"],
-                requeue: Requeue::After(Duration::from_secs(60)),
-                outcome: "stalled",
-            },
+            "deleting, AWS refused a delete",
             Situation::Deleting {
                 remaining: 3,
                 refused: Some("vpc (delete): DependencyViolation"),
             },
+            "Ready=False/Deleting Reconciling=True/Deleting Stalled=-",
+            &["DeleteRefused"],
+            Requeue::After(secs(60)),
+            "stalled",
         ),
         (
-            Row {
-                name: "deleted, the database retained",
-                ready: Some((false, "Retained")),
-                reconciling: None,
-                stalled: None,
-                events: &["Retained", "TornDown"],
-                requeue: Requeue::AwaitChange,
-                outcome: "deleted",
-            },
+            "deleted, the database retained",
             Situation::Deleted {
                 retained: Some("deletionPolicy is Retain: the database stays"),
                 retained_count: 9,
             },
+            "Ready=False/Retained Reconciling=- Stalled=-",
+            &["Retained", "TornDown"],
+            Requeue::AwaitChange,
+            "deleted",
         ),
         (
-            Row {
-                name: "deleted",
-                ready: None,
-                reconciling: None,
-                stalled: None,
-                events: &["TornDown"],
-                requeue: Requeue::AwaitChange,
-                outcome: "deleted",
-            },
+            "deleted",
             Situation::Deleted {
                 retained: None,
                 retained_count: 0,
             },
+            "Ready=- Reconciling=- Stalled=-",
+            &["TornDown"],
+            Requeue::AwaitChange,
+            "deleted",
         ),
     ];
-    for (row, situation) in &rows {
-        check(row, situation, &[]);
+    for (row, situation, conditions, events, requeue, outcome) in &rows {
+        let decision = decide(situation, &[]);
+        assert_eq!(overall(&decision), *conditions, "{row}: conditions");
+        let sent: Vec<&str> = decision.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(sent, *events, "{row}: events");
+        assert_eq!(decision.requeue, *requeue, "{row}: requeue");
+        assert_eq!(decision.outcome, *outcome, "{row}: outcome");
     }
 }
 
