@@ -206,36 +206,17 @@ impl AutoScalingGroups {
 
     /// The platform's groups (one call per page, filtered by the platform tag).
     pub async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let output = self
-                .aws
-                .autoscaling()
-                .await
-                .describe_auto_scaling_groups()
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{PLATFORM_TAG}"))
-                        .values(scope.platform())
-                        .build(),
-                )
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            found.extend(
-                output
-                    .auto_scaling_groups()
-                    .iter()
-                    .filter_map(|g| observed_group(g, scope)),
-            );
-            match output.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(found)
+        let platform = Filter::builder()
+            .name(format!("tag:{PLATFORM_TAG}"))
+            .values(scope.platform())
+            .build();
+        let call = self.aws.autoscaling().await.describe_auto_scaling_groups();
+        let pages = call.filters(platform).into_paginator().items().send();
+        let groups: Vec<_> = pages.try_collect().await.map_err(|e| classify(&e))?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| observed_group(g, scope))
+            .collect())
     }
 
     /// The group named `name`, when it exists and is `scope`'s.

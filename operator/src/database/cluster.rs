@@ -166,31 +166,15 @@ impl DbCluster {
     /// for by its deterministic identifier (a filter, so "none" is an empty answer) and its
     /// tags confirm it is `scope`'s.
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let output = self
-                .aws
-                .rds()
-                .await
-                .describe_db_clusters()
-                .filters(cluster_filter(scope))
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            found.extend(
-                output
-                    .db_clusters()
-                    .iter()
-                    .filter_map(|c| observed(c, scope)),
-            );
-            marker = output.marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+        let call = self.aws.rds().await.describe_db_clusters();
+        let pages = call.filters(cluster_filter(scope)).into_paginator();
+        let clusters: Vec<AwsCluster> = pages
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(clusters.iter().filter_map(|c| observed(c, scope)).collect())
     }
 }
 

@@ -104,31 +104,18 @@ impl DbInstances {
     /// identifier, so the cost does not grow with other platforms' instances), each confirmed
     /// by its tags. An Aurora instance cannot outlive its cluster, so none is missed.
     async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let output = self
-                .aws
-                .rds()
-                .await
-                .describe_db_instances()
-                .filters(cluster_filter(scope))
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            found.extend(
-                output
-                    .db_instances()
-                    .iter()
-                    .filter_map(|i| observed(i, scope)),
-            );
-            marker = output.marker().map(str::to_owned);
-            if marker.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+        let call = self.aws.rds().await.describe_db_instances();
+        let pages = call.filters(cluster_filter(scope)).into_paginator();
+        let instances: Vec<AwsInstance> = pages
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(instances
+            .iter()
+            .filter_map(|i| observed(i, scope))
+            .collect())
     }
 
     /// AWS refuses to delete the last instance of a cluster with deletion protection: when this

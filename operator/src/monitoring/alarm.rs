@@ -702,34 +702,24 @@ impl Driver for Alarms {
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
         let prefix = format!("{}/", name_prefix(scope));
-        let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            let output = self
-                .aws
-                .cloudwatch()
-                .await
-                .describe_alarms()
-                .alarm_name_prefix(&prefix)
-                .alarm_types(AlarmType::MetricAlarm)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            for alarm in output.metric_alarms() {
-                let Some(rest) = alarm.alarm_name().and_then(|n| n.strip_prefix(&prefix)) else {
-                    continue;
-                };
-                if let Some(resource) = observed_alarm(Key::from(format!("alarm/{rest}")), alarm) {
-                    found.push(resource);
-                }
-            }
-            token = output.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+        let call = self.aws.cloudwatch().await.describe_alarms();
+        let call = call
+            .alarm_name_prefix(&prefix)
+            .alarm_types(AlarmType::MetricAlarm);
+        let pages: Vec<_> = call
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.metric_alarms())
+            .filter_map(|alarm| {
+                let rest = alarm.alarm_name()?.strip_prefix(&prefix)?;
+                observed_alarm(Key::from(format!("alarm/{rest}")), alarm)
+            })
+            .collect())
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {

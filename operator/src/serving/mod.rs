@@ -223,24 +223,13 @@ async fn read_front(aws: &AwsClients, scope: &Scope) -> Result<Option<Front>, Ac
     let Some(lb_arn) = load_balancer.load_balancer_arn() else {
         return Ok(None);
     };
-    let mut listeners = Vec::new();
-    let mut marker = None;
-    loop {
-        let output = aws
-            .elbv2()
-            .await
-            .describe_listeners()
-            .load_balancer_arn(lb_arn)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        listeners.extend(output.listeners().iter().cloned());
-        marker = output.next_marker().map(str::to_owned);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let call = aws
+        .elbv2()
+        .await
+        .describe_listeners()
+        .load_balancer_arn(lb_arn);
+    let pages = call.into_paginator().items().send();
+    let listeners: Vec<Listener> = pages.try_collect().await.map_err(|e| classify(&e))?;
     let arns: Vec<String> = std::iter::once(lb_arn.to_owned())
         .chain(
             listeners
