@@ -94,6 +94,16 @@ fn overall(decision: &Decision) -> String {
         .join(" ")
 }
 
+/// (row, situation, Ready/Reconciling/Stalled, events, requeue, outcome).
+type Row<'a> = (
+    &'a str,
+    Situation<'a>,
+    &'a str,
+    &'a [&'a str],
+    Requeue,
+    &'a str,
+);
+
 #[test]
 fn every_branch_decides_conditions_events_and_requeue() {
     let group = [Verdict::new("NetworkReady", true, "Available", "")];
@@ -136,8 +146,7 @@ fn every_branch_decides_conditions_events_and_requeue() {
         ..no_rollout()
     };
     let secs = Duration::from_secs;
-    // (row, situation, Ready/Reconciling/Stalled, events, requeue, outcome)
-    let rows: [(&str, Situation<'_>, &str, &[&str], Requeue, &str); 15] = [
+    let rows: [Row<'_>; 15] = [
         (
             "converged and serving",
             pass(&steady, true, None, no_rollout()),
