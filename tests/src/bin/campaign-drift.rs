@@ -1476,6 +1476,14 @@ async fn run(args: Args) -> Result<bool, Failure> {
         limit,
         emulator.endpoint
     );
+    let drifted: BTreeSet<&str> = kinds.iter().map(|d| d.kind().as_str()).collect();
+    println!(
+        "  resource kinds drifted: {}",
+        drifted.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    for (kind, why) in UNDRIFTED {
+        println!("  not drifted: {kind}: {why}");
+    }
     let started = Instant::now();
     let outcome = campaign(&args, &kinds, &ns, &aws, &operator, limit).await;
     // Teardown whatever happened, so nothing is left watching the namespace.
