@@ -250,17 +250,9 @@ impl Driver for DbInstances {
         if let Some(cluster) = current.attrs.get(CLUSTER).and_then(AttrValue::as_str) {
             self.unprotect_if_last(cluster, &current.id).await?;
         }
-        deletion(
-            self.aws
-                .rds()
-                .await
-                .delete_db_instance()
-                .db_instance_identifier(&current.id)
-                .send()
-                .await,
-            "DBInstanceNotFound",
-            Deletion::InProgress,
-        )
+        let call = self.aws.rds().await.delete_db_instance();
+        let result = call.db_instance_identifier(&current.id).send().await;
+        deletion(result, "DBInstanceNotFound", Deletion::InProgress)
     }
 
     fn iam_actions(&self) -> &'static [&'static str] {

@@ -288,17 +288,12 @@ impl Driver for DbClusterParameterGroup {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .rds()
-                .await
-                .delete_db_cluster_parameter_group()
-                .db_cluster_parameter_group_name(&current.id)
-                .send()
-                .await,
-            "DBParameterGroupNotFound",
-            Deletion::Gone,
-        )
+        let call = self.aws.rds().await.delete_db_cluster_parameter_group();
+        let result = call
+            .db_cluster_parameter_group_name(&current.id)
+            .send()
+            .await;
+        deletion(result, "DBParameterGroupNotFound", Deletion::Gone)
     }
 
     fn iam_actions(&self) -> &'static [&'static str] {

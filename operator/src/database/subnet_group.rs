@@ -178,17 +178,9 @@ impl Driver for DbSubnetGroup {
     ) -> Result<Deletion, ActError> {
         // Still used by a cluster that is going away: `InvalidDBSubnetGroupStateFault`, which
         // classifies as pending and is tried again next pass.
-        deletion(
-            self.aws
-                .rds()
-                .await
-                .delete_db_subnet_group()
-                .db_subnet_group_name(&current.id)
-                .send()
-                .await,
-            "DBSubnetGroupNotFoundFault",
-            Deletion::Gone,
-        )
+        let call = self.aws.rds().await.delete_db_subnet_group();
+        let result = call.db_subnet_group_name(&current.id).send().await;
+        deletion(result, "DBSubnetGroupNotFoundFault", Deletion::Gone)
     }
 
     fn iam_actions(&self) -> &'static [&'static str] {

@@ -456,16 +456,8 @@ impl Ec2Kind for RouteTables {
             self.sync_subnets(&current.id, associations, &BTreeSet::new())
                 .await?;
         }
-        deletion(
-            self.aws
-                .ec2()
-                .await
-                .delete_route_table()
-                .route_table_id(&current.id)
-                .send()
-                .await,
-            "InvalidRouteTableID.NotFound",
-            Deletion::Gone,
-        )
+        let call = self.aws.ec2().await.delete_route_table();
+        let result = call.route_table_id(&current.id).send().await;
+        deletion(result, "InvalidRouteTableID.NotFound", Deletion::Gone)
     }
 }

@@ -20,9 +20,9 @@ use aws_sdk_ec2::types::{
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::kit::{Ec2Kind, ignore, required, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
+use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
     Key, Kind, ObservedResource, UpdateRequest,
@@ -186,24 +186,6 @@ pub fn permission_of(rule: &AttrValue) -> Option<IpPermission> {
     Some(permission.build())
 }
 
-/// Success when AWS answers `code` (the rule is already as wanted), else the classified error.
-fn tolerate<E>(
-    error: &aws_sdk_ec2::error::SdkError<
-        E,
-        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-    >,
-    code: &str,
-) -> Result<(), ActError>
-where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if error_code(error) == Some(code) {
-        Ok(())
-    } else {
-        Err(classify(error))
-    }
-}
-
 fn set_of(value: Option<&AttrValue>) -> BTreeSet<AttrValue> {
     match value {
         Some(AttrValue::Set(items)) => items.clone(),
@@ -257,57 +239,51 @@ impl SecurityGroups {
             .difference(current)
             .filter_map(permission_of)
             .collect();
+        // A rule already gone (revoke) or already there (authorize) is what was wanted; each
+        // call waits for the rate limit on its own.
+        let (gone, there) = (
+            &["InvalidPermission.NotFound"],
+            &["InvalidPermission.Duplicate"],
+        );
         if !revoke.is_empty() {
-            let result = if egress {
-                self.aws
+            let revoke = Some(revoke);
+            if egress {
+                let call = self
+                    .aws
                     .ec2()
                     .await
                     .revoke_security_group_egress()
-                    .group_id(group_id)
-                    .set_ip_permissions(Some(revoke))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .or_else(|e| tolerate(&e, "InvalidPermission.NotFound"))
+                    .group_id(group_id);
+                ignore(call.set_ip_permissions(revoke).send().await, gone)?;
             } else {
-                self.aws
+                let call = self
+                    .aws
                     .ec2()
                     .await
                     .revoke_security_group_ingress()
-                    .group_id(group_id)
-                    .set_ip_permissions(Some(revoke))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .or_else(|e| tolerate(&e, "InvalidPermission.NotFound"))
-            };
-            result?;
+                    .group_id(group_id);
+                ignore(call.set_ip_permissions(revoke).send().await, gone)?;
+            }
         }
         if !authorize.is_empty() {
-            let result = if egress {
-                self.aws
+            let authorize = Some(authorize);
+            if egress {
+                let call = self
+                    .aws
                     .ec2()
                     .await
                     .authorize_security_group_egress()
-                    .group_id(group_id)
-                    .set_ip_permissions(Some(authorize))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .or_else(|e| tolerate(&e, "InvalidPermission.Duplicate"))
+                    .group_id(group_id);
+                ignore(call.set_ip_permissions(authorize).send().await, there)?;
             } else {
-                self.aws
+                let call = self
+                    .aws
                     .ec2()
                     .await
                     .authorize_security_group_ingress()
-                    .group_id(group_id)
-                    .set_ip_permissions(Some(authorize))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .or_else(|e| tolerate(&e, "InvalidPermission.Duplicate"))
-            };
-            result?;
+                    .group_id(group_id);
+                ignore(call.set_ip_permissions(authorize).send().await, there)?;
+            }
         }
         Ok(())
     }

@@ -414,16 +414,8 @@ impl Driver for Listeners {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        deletion(
-            self.aws
-                .elbv2()
-                .await
-                .delete_listener()
-                .listener_arn(&current.id)
-                .send()
-                .await,
-            "ListenerNotFound",
-            Deletion::Gone,
-        )
+        let call = self.aws.elbv2().await.delete_listener();
+        let result = call.listener_arn(&current.id).send().await;
+        deletion(result, "ListenerNotFound", Deletion::Gone)
     }
 }

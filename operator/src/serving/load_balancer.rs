@@ -343,16 +343,8 @@ impl Driver for LoadBalancers {
     ) -> Result<Deletion, ActError> {
         // The listeners go with it; its network interfaces linger a little, so the security
         // group's and subnets' deletes may answer DependencyViolation (retried) for a while.
-        deletion(
-            self.aws
-                .elbv2()
-                .await
-                .delete_load_balancer()
-                .load_balancer_arn(&current.id)
-                .send()
-                .await,
-            "LoadBalancerNotFound",
-            Deletion::Gone,
-        )
+        let call = self.aws.elbv2().await.delete_load_balancer();
+        let result = call.load_balancer_arn(&current.id).send().await;
+        deletion(result, "LoadBalancerNotFound", Deletion::Gone)
     }
 }
