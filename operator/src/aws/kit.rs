@@ -1,11 +1,12 @@
 //! The driver kit: what every kind's driver shares, so that a kind is only its AWS-specific calls
 //! and the mapping of AWS's answer to an [`ObservedResource`].
 //!
-//! - [`Ec2Kind`]: an EC2 kind, which the kit makes a [`Driver`]. The kit builds the tag
-//!   filters, pages through the describe, keeps only what the platform's own tags name
-//!   ([`list`]), finds one component again after a create whose answer was lost ([`find`]),
-//!   and refuses updates of kinds with nothing to change in place; the kind writes its calls
-//!   and the mapping of AWS's answer.
+//! - [`Kit`]: a kind, which the kit makes a [`Driver`]: the kit writes the observe, finds one
+//!   component again after a create whose answer was lost ([`find`]) and refuses updates of
+//!   kinds with nothing to change in place; the kind writes its calls and the mapping of
+//!   AWS's answer.
+//! - [`Ec2Listing`]: an EC2 kind's describe. The kit builds the tag filters, pages through the
+//!   describe and keeps only what the platform's own tags name ([`ec2_list`]).
 //! - [`required`], [`updated`], [`not_updatable`]: reading a desired field, the resource after
 //!   an in-place update, and the refusal of a kind with nothing to change in place.
 //! - [`no_retries!`](crate::no_retries): the SDK's retries off for a create that
@@ -44,6 +45,15 @@ impl Select<'_> {
         }
     }
 
+    /// The platform and the component key, when the selection asks for the component `key`:
+    /// what a kind with one resource per platform, found by its deterministic name, lists.
+    pub fn singleton(&self, key: &str) -> Option<(&Scope, Key)> {
+        match self {
+            Self::Component(_, wanted) if wanted.as_str() != key => None,
+            _ => Some((self.scope(), Key::from(key))),
+        }
+    }
+
     /// The EC2 describe filters that select it.
     pub fn ec2_filters(&self) -> Vec<Filter> {
         match self {
@@ -53,48 +63,41 @@ impl Select<'_> {
     }
 }
 
-/// An EC2 kind: its describe (the kit filters it by Plinth's tags, pages through it and keeps
-/// only what the platform's own tags name), the mapping of AWS's answer, and its create, update
-/// and delete calls. Every `Ec2Kind` is a [`Driver`]: the kit writes the observe, the find after
-/// a lost create and the not-updatable refusal.
+/// One kind of resource as the kit drives it: its identity (kind, IAM actions, how a lost
+/// create behaves), how the platform's resources of the kind are listed, and its create, update
+/// and delete calls. Every `Kit` is a [`Driver`]: the kit writes the observe, the find after a
+/// lost create and the not-updatable refusal. EC2 kinds list through [`Ec2Listing`]
+/// ([`ec2_list`]); kinds found by their deterministic name list by that name.
 #[async_trait]
-pub trait Ec2Kind: Send + Sync {
+pub trait Kit: Send + Sync {
     /// The kind.
     const KIND: Kind;
     /// Every IAM action its calls need.
     const IAM_ACTIONS: &'static [&'static str];
     /// What a create does when its answer is lost and AWS does not list what it made:
-    /// [`LostAnswer::SendAgain`] for a create that carries a client token (then the journal
-    /// never holds it back), [`LostAnswer::AwaitVisibility`] otherwise.
+    /// [`LostAnswer::SendAgain`] for a create that carries a client token or that AWS answers
+    /// by name with the existing resource (then the journal never holds it back),
+    /// [`LostAnswer::AwaitVisibility`] otherwise.
     const LOST_ANSWER: LostAnswer = LostAnswer::AwaitVisibility;
     /// The codes AWS answers a create of something that exists already with (then the
-    /// platform's own is found by its tags, and anything else is a refusal).
+    /// platform's own is found again, and anything else is a refusal).
     const DUPLICATE_CODES: &'static [&'static str] = &[];
 
-    /// What the describe call returns a list of (`Vpc`, `Subnet`, …).
-    type Item: Send + Sync;
-
-    /// Every item that matches `filters`, every page.
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError>;
-
-    /// The item's tags.
-    fn tags(item: &Self::Item) -> &[Tag];
-
-    /// The item as observed under `key`: `None` leaves it out (AWS still lists it but it is
-    /// gone: a `deleted` NAT gateway).
-    async fn observed(
+    /// The resources `select` asks for, each under the component key its tags (or name)
+    /// give it. `reads` shares answers with other kinds within one observe.
+    async fn list(
         &self,
-        item: &Self::Item,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError>;
+        select: Select<'_>,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError>;
 
     /// Sends the create once, tagged in the same call, with the SDK's retries off
     /// ([`no_retries!`](crate::no_retries)): the kit retries it, looking first.
     async fn send_create(&self, request: &CreateRequest<'_>)
     -> Result<ObservedResource, SendError>;
 
-    /// What the create call cannot carry, done after it (an attachment, DNS attributes), on
-    /// the resource made or found.
+    /// What the create call cannot carry, done after it (an attachment, DNS attributes, an
+    /// inline policy), on the resource made or found.
     async fn after_create(
         &self,
         made: ObservedResource,
@@ -135,7 +138,7 @@ pub trait Ec2Kind: Send + Sync {
 }
 
 #[async_trait]
-impl<K: Ec2Kind> Driver for K {
+impl<K: Kit> Driver for K {
     fn kind(&self) -> Kind {
         K::KIND
     }
@@ -151,9 +154,9 @@ impl<K: Ec2Kind> Driver for K {
     async fn observe(
         &self,
         scope: &Scope,
-        _reads: &Reads,
+        reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        list(self, Select::Platform(scope)).await
+        self.list(Select::Platform(scope), reads).await
     }
 
     async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
@@ -173,10 +176,45 @@ impl<K: Ec2Kind> Driver for K {
     }
 }
 
+/// The resource of `key`, read afresh: what a create that lost its answer made, or a
+/// duplicate-name answer's resource.
+pub async fn find<K: Kit>(
+    kind: &K,
+    scope: &Scope,
+    key: &Key,
+) -> Result<Option<ObservedResource>, ActError> {
+    let found = kind
+        .list(Select::Component(scope, key), &Reads::new())
+        .await?;
+    Ok(found.into_iter().find(|r| &r.key == key))
+}
+
+/// How an EC2 kind is described: the kit filters the describe by Plinth's tags, pages through
+/// it and keeps only what the platform's own tags name ([`ec2_list`]).
+#[async_trait]
+pub trait Ec2Listing: Send + Sync {
+    /// What the describe call returns a list of (`Vpc`, `Subnet`, …).
+    type Item: Send + Sync;
+
+    /// Every item that matches `filters`, every page.
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError>;
+
+    /// The item's tags.
+    fn tags(item: &Self::Item) -> &[Tag];
+
+    /// The item as observed under `key`: `None` leaves it out (AWS still lists it but it is
+    /// gone: a `deleted` NAT gateway).
+    async fn observed(
+        &self,
+        item: &Self::Item,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError>;
+}
+
 /// The resources `select` asks for, each under the component key its tags name. An item whose
 /// tags are not the platform's is left out even if the filter let it through, so nothing
 /// untagged is ever touched.
-pub async fn list<K: Ec2Kind>(
+pub async fn ec2_list<K: Ec2Listing>(
     kind: &K,
     select: Select<'_>,
 ) -> Result<Vec<ObservedResource>, ActError> {
@@ -193,19 +231,6 @@ pub async fn list<K: Ec2Kind>(
         found.extend(kind.observed(&item, key).await?);
     }
     Ok(found)
-}
-
-/// The resource of `key`, when AWS lists it: what a create that lost its answer made, or a
-/// duplicate-name answer's resource.
-pub async fn find<K: Ec2Kind>(
-    kind: &K,
-    scope: &Scope,
-    key: &Key,
-) -> Result<Option<ObservedResource>, ActError> {
-    Ok(list(kind, Select::Component(scope, key))
-        .await?
-        .into_iter()
-        .next())
 }
 
 /// A call's outcome where the AWS error codes in `done` mean the call's purpose holds already

@@ -15,11 +15,11 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
+use crate::aws::kit::{Kit, Select, required, updated};
+use crate::aws::{AwsClients, SendError, classify, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -189,72 +189,87 @@ impl Component<Intent> for InstanceRole {
 }
 
 #[async_trait]
-impl Driver for InstanceRole {
-    fn kind(&self) -> Kind {
-        IAM_ROLE
-    }
+impl Kit for InstanceRole {
+    const KIND: Kind = IAM_ROLE;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "iam:GetRole",
+        "iam:GetRolePolicy",
+        "iam:CreateRole",
+        "iam:TagRole",
+        "iam:PutRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:DeleteRolePolicy",
+        "iam:ListInstanceProfilesForRole",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteRole",
+    ];
+    const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        let key = Key::from(keys::INSTANCE_ROLE);
+        let Some((scope, key)) = select.singleton(keys::INSTANCE_ROLE) else {
+            return Ok(Vec::new());
+        };
         let name = scope.name_for(&key, ROLE_NAME_LEN);
         Ok(self.find(&name, &key, scope).await?.into_iter().collect())
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let path = required(request.attrs, PATH)?;
         let trust = request
             .attr(TRUST_POLICY)
             .and_then(to_json)
             .ok_or_else(|| ActError::refused("PlinthMissingField", "no trust policy"))?;
         let name = request.name(ROLE_NAME_LEN);
-        let tags = iam_tags(&request)?;
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["EntityAlreadyExists"],
-            || async {
-                let output = self
-                    .aws
-                    .iam()
-                    .await
-                    .create_role()
-                    .role_name(&name)
-                    .path(path)
-                    .assume_role_policy_document(&trust)
-                    .description(format!("Plinth app instances of {}", scope.platform()))
-                    .set_tags(Some(tags.clone()))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_iam))
-                    .send()
-                    .await?;
-                let arn = output
-                    .role()
-                    .map(|r| r.arn().to_owned())
-                    .unwrap_or_default();
-                Ok(ObservedResource::new(IAM_ROLE, request.key, name.as_str())
-                    .attr(PATH, path)
-                    .attr(ARN, arn))
-            },
-            || async { self.find(&name, request.key, scope).await },
-        )
-        .await?;
+        let platform = request.scope.platform();
+        let call = self.aws.iam().await.create_role().role_name(&name);
+        let output = call
+            .path(path)
+            .assume_role_policy_document(&trust)
+            .description(format!("Plinth app instances of {platform}"))
+            .set_tags(Some(iam_tags(request)?))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_iam))
+            .send()
+            .await?;
+        let arn = output
+            .role()
+            .map(|r| r.arn().to_owned())
+            .unwrap_or_default();
+        Ok(ObservedResource::new(IAM_ROLE, request.key, name.as_str())
+            .attr(PATH, path)
+            .attr(ARN, arn))
+    }
+
+    /// The inline policy, on the role made or found.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if let Some(trust) = request.attr(TRUST_POLICY) {
             resource
                 .attrs
                 .insert(TRUST_POLICY.to_owned(), trust.clone());
         }
         if let Some(policy) = request.attr(POLICY) {
-            self.put_policy(&resource.id, policy, scope).await?;
+            self.put_policy(&resource.id, policy, request.scope).await?;
             resource.attrs.insert(POLICY.to_owned(), policy.clone());
         }
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let role = &request.current.id;
         for field in request.changed {
             match field.as_str() {
@@ -262,15 +277,9 @@ impl Driver for InstanceRole {
                     let document = request.new_value(field).and_then(to_json).ok_or_else(|| {
                         ActError::refused("PlinthMissingField", "no trust policy")
                     })?;
-                    self.aws
-                        .iam()
-                        .await
-                        .update_assume_role_policy()
-                        .role_name(role)
-                        .policy_document(document)
-                        .send()
-                        .await
-                        .map_err(|e| classify(&e))?;
+                    let call = self.aws.iam().await.update_assume_role_policy();
+                    let result = call.role_name(role).policy_document(document).send().await;
+                    result.map_err(|e| classify(&e))?;
                 }
                 POLICY => {
                     if let Some(policy) = request.new_value(field) {
@@ -283,45 +292,24 @@ impl Driver for InstanceRole {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         let role = &current.id;
-        let iam = self.aws.iam().await.clone();
         // IAM refuses to delete a role with inline policies or in an instance profile.
-        let Some(policies) = found(iam.list_role_policies().role_name(role).send().await)? else {
+        let call = self.aws.iam().await.list_role_policies().role_name(role);
+        let Some(policies) = found(call.send().await)? else {
             return Ok(Deletion::Gone);
         };
         for policy in policies.policy_names() {
-            gone_ok(
-                self.aws
-                    .iam()
-                    .await
-                    .delete_role_policy()
-                    .role_name(role)
-                    .policy_name(policy)
-                    .send()
-                    .await,
-            )?;
+            let call = self.aws.iam().await.delete_role_policy().role_name(role);
+            gone_ok(call.policy_name(policy).send().await)?;
         }
-        if let Some(profiles) = found(
-            self.aws
-                .iam()
-                .await
-                .list_instance_profiles_for_role()
-                .role_name(role)
-                .send()
-                .await,
-        )? {
+        let call = self.aws.iam().await.list_instance_profiles_for_role();
+        if let Some(profiles) = found(call.role_name(role).send().await)? {
             for profile in profiles.instance_profiles() {
+                let name = profile.instance_profile_name();
+                let call = self.aws.iam().await.remove_role_from_instance_profile();
                 gone_ok(
-                    self.aws
-                        .iam()
-                        .await
-                        .remove_role_from_instance_profile()
-                        .instance_profile_name(profile.instance_profile_name())
+                    call.instance_profile_name(name)
                         .role_name(role)
                         .send()
                         .await,
@@ -338,22 +326,6 @@ impl Driver for InstanceRole {
                 .await,
         )?;
         Ok(Deletion::Gone)
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "iam:GetRole",
-            "iam:GetRolePolicy",
-            "iam:CreateRole",
-            "iam:TagRole",
-            "iam:PutRolePolicy",
-            "iam:UpdateAssumeRolePolicy",
-            "iam:ListRolePolicies",
-            "iam:DeleteRolePolicy",
-            "iam:ListInstanceProfilesForRole",
-            "iam:RemoveRoleFromInstanceProfile",
-            "iam:DeleteRole",
-        ]
     }
 }
 
@@ -442,56 +414,60 @@ impl Component<Intent> for InstanceProfile {
 }
 
 #[async_trait]
-impl Driver for InstanceProfile {
-    fn kind(&self) -> Kind {
-        INSTANCE_PROFILE
-    }
+impl Kit for InstanceProfile {
+    const KIND: Kind = INSTANCE_PROFILE;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "iam:GetInstanceProfile",
+        "iam:CreateInstanceProfile",
+        "iam:TagInstanceProfile",
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+    ];
+    const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        let key = Key::from(keys::INSTANCE_PROFILE);
+        let Some((scope, key)) = select.singleton(keys::INSTANCE_PROFILE) else {
+            return Ok(Vec::new());
+        };
         let name = scope.name_for(&key, PROFILE_NAME_LEN);
         Ok(self.find(&name, &key, scope).await?.into_iter().collect())
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let path = required(request.attrs, PATH)?;
-        let role = required(request.attrs, ROLE)?;
         let name = request.name(PROFILE_NAME_LEN);
-        let tags = iam_tags(&request)?;
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["EntityAlreadyExists"],
-            || async {
-                let output = self
-                    .aws
-                    .iam()
-                    .await
-                    .create_instance_profile()
-                    .instance_profile_name(&name)
-                    .path(path)
-                    .set_tags(Some(tags.clone()))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_iam))
-                    .send()
-                    .await?;
-                let arn = output
-                    .instance_profile()
-                    .map(|p| p.arn().to_owned())
-                    .unwrap_or_default();
-                Ok(
-                    ObservedResource::new(INSTANCE_PROFILE, request.key, name.as_str())
-                        .attr(PATH, path)
-                        .attr(ARN, arn),
-                )
-            },
-            || async { self.find(&name, request.key, scope).await },
+        let call = self.aws.iam().await.create_instance_profile();
+        let output = call
+            .instance_profile_name(&name)
+            .path(path)
+            .set_tags(Some(iam_tags(request)?))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_iam))
+            .send()
+            .await?;
+        let arn = output.instance_profile().map(|p| p.arn().to_owned());
+        Ok(
+            ObservedResource::new(INSTANCE_PROFILE, request.key, name.as_str())
+                .attr(PATH, path)
+                .attr(ARN, arn.unwrap_or_default()),
         )
-        .await?;
+    }
+
+    /// The role, in the profile made or found.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        let role = required(request.attrs, ROLE)?;
         if resource.attrs.get(ROLE).and_then(AttrValue::as_str) != Some(role) {
             self.add_role(&resource.id, role).await?;
             resource.attrs.insert(ROLE.to_owned(), AttrValue::str(role));
@@ -499,7 +475,10 @@ impl Driver for InstanceProfile {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if request.changed.iter().any(|f| f == ROLE) {
             let profile = &request.current.id;
             if let Some(old) = request.current.attrs.get(ROLE).and_then(AttrValue::as_str) {
@@ -511,35 +490,13 @@ impl Driver for InstanceProfile {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         // IAM refuses to delete a profile that still holds a role.
         if let Some(role) = current.attrs.get(ROLE).and_then(AttrValue::as_str) {
             self.remove_role(&current.id, role).await?;
         }
-        gone_ok(
-            self.aws
-                .iam()
-                .await
-                .delete_instance_profile()
-                .instance_profile_name(&current.id)
-                .send()
-                .await,
-        )?;
+        let call = self.aws.iam().await.delete_instance_profile();
+        gone_ok(call.instance_profile_name(&current.id).send().await)?;
         Ok(Deletion::Gone)
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "iam:GetInstanceProfile",
-            "iam:CreateInstanceProfile",
-            "iam:TagInstanceProfile",
-            "iam:AddRoleToInstanceProfile",
-            "iam:RemoveRoleFromInstanceProfile",
-            "iam:DeleteInstanceProfile",
-        ]
     }
 }

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Address, DomainType, Filter, ResourceType, Tag};
 
 use super::{ELASTIC_IP, keys, nat_zones};
-use crate::aws::kit::Ec2Kind;
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, error_code};
 use crate::engine::{
     ActError, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key, Kind,
-    ObservedResource,
+    ObservedResource, Reads,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -33,15 +33,7 @@ impl ElasticIps {
 }
 
 #[async_trait]
-impl Ec2Kind for ElasticIps {
-    const KIND: Kind = ELASTIC_IP;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeAddresses",
-        "ec2:AllocateAddress",
-        "ec2:CreateTags",
-        "ec2:ReleaseAddress",
-    ];
+impl Ec2Listing for ElasticIps {
     type Item = Address;
 
     /// DescribeAddresses has no pages: one answer holds every match.
@@ -71,6 +63,25 @@ impl Ec2Kind for ElasticIps {
             resource = resource.attr(PUBLIC_IP, ip);
         }
         Ok(Some(resource))
+    }
+}
+
+#[async_trait]
+impl Kit for ElasticIps {
+    const KIND: Kind = ELASTIC_IP;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeAddresses",
+        "ec2:AllocateAddress",
+        "ec2:CreateTags",
+        "ec2:ReleaseAddress",
+    ];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, InternetGateway as AwsGateway, ResourceType, Tag};
 
 use super::{INTERNET_GATEWAY, keys};
-use crate::aws::kit::{Ec2Kind, ignore, required};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -25,17 +25,7 @@ pub struct InternetGateway {
 }
 
 #[async_trait]
-impl Ec2Kind for InternetGateway {
-    const KIND: Kind = INTERNET_GATEWAY;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeInternetGateways",
-        "ec2:CreateInternetGateway",
-        "ec2:CreateTags",
-        "ec2:AttachInternetGateway",
-        "ec2:DetachInternetGateway",
-        "ec2:DeleteInternetGateway",
-    ];
+impl Ec2Listing for InternetGateway {
     type Item = AwsGateway;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<AwsGateway>, ActError> {
@@ -71,6 +61,27 @@ impl Ec2Kind for InternetGateway {
             resource = resource.lifecycle(Lifecycle::Pending);
         }
         Ok(Some(resource))
+    }
+}
+
+#[async_trait]
+impl Kit for InternetGateway {
+    const KIND: Kind = INTERNET_GATEWAY;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeInternetGateways",
+        "ec2:CreateInternetGateway",
+        "ec2:CreateTags",
+        "ec2:AttachInternetGateway",
+        "ec2:DetachInternetGateway",
+        "ec2:DeleteInternetGateway",
+    ];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(

@@ -10,12 +10,12 @@ use aws_sdk_ec2::types::{
 };
 
 use super::{NAT_GATEWAY, keys, nat_zones};
-use crate::aws::kit::{self, Ec2Kind, Select, required};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource,
+    Kind, Lifecycle, ObservedResource, Reads,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -41,7 +41,7 @@ impl NatGateways {
         Self { aws }
     }
 
-    /// One create with `token` ([`Ec2Kind::create_resource`] says why the token may change).
+    /// One create with `token` ([`Kit::create_resource`] says why the token may change).
     async fn create_with(
         &self,
         request: &CreateRequest<'_>,
@@ -85,7 +85,7 @@ impl NatGateways {
                 Ok(resource)
             },
             || async {
-                let found = kit::list(self, Select::Component(request.scope, request.key)).await?;
+                let found = ec2_list(self, Select::Component(request.scope, request.key)).await?;
                 Ok(found
                     .into_iter()
                     .find(|n| n.lifecycle != Lifecycle::Deleting))
@@ -96,17 +96,7 @@ impl NatGateways {
 }
 
 #[async_trait]
-impl Ec2Kind for NatGateways {
-    const KIND: Kind = NAT_GATEWAY;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeNatGateways",
-        "ec2:CreateNatGateway",
-        "ec2:CreateTags",
-        "ec2:DeleteNatGateway",
-    ];
-    /// The create carries a client token.
-    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+impl Ec2Listing for NatGateways {
     type Item = NatGateway;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<NatGateway>, ActError> {
@@ -160,8 +150,29 @@ impl Ec2Kind for NatGateways {
         resource.depends_on = BTreeSet::from([Key::from(keys::INTERNET_GATEWAY)]);
         Ok(Some(resource))
     }
+}
 
-    /// Never called: [`Ec2Kind::create_resource`] is this kind's own.
+#[async_trait]
+impl Kit for NatGateways {
+    const KIND: Kind = NAT_GATEWAY;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeNatGateways",
+        "ec2:CreateNatGateway",
+        "ec2:CreateTags",
+        "ec2:DeleteNatGateway",
+    ];
+    /// The create carries a client token.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
+    }
+
+    /// Never called: [`Kit::create_resource`] is this kind's own.
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,

@@ -11,12 +11,12 @@ use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable, Tag};
 use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone};
-use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, UpdateRequest,
+    Kind, ObservedResource, Reads, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -327,24 +327,7 @@ impl Component<Intent> for RouteTables {
 }
 
 #[async_trait]
-impl Ec2Kind for RouteTables {
-    const KIND: Kind = ROUTE_TABLE;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeRouteTables",
-        "ec2:CreateRouteTable",
-        "ec2:CreateTags",
-        "ec2:CreateRoute",
-        "ec2:ReplaceRoute",
-        "ec2:DeleteRoute",
-        "ec2:AssociateRouteTable",
-        "ec2:ReplaceRouteTableAssociation",
-        "ec2:DisassociateRouteTable",
-        "ec2:DeleteRouteTable",
-    ];
-    /// The create carries a client token.
-    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
-    const DUPLICATE_CODES: &'static [&'static str] = &["IdempotentParameterMismatch"];
+impl Ec2Listing for RouteTables {
     type Item = RouteTable;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<RouteTable>, ActError> {
@@ -364,6 +347,34 @@ impl Ec2Kind for RouteTables {
         key: Key,
     ) -> Result<Option<ObservedResource>, ActError> {
         Ok(observed_table(table, key))
+    }
+}
+
+#[async_trait]
+impl Kit for RouteTables {
+    const KIND: Kind = ROUTE_TABLE;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeRouteTables",
+        "ec2:CreateRouteTable",
+        "ec2:CreateTags",
+        "ec2:CreateRoute",
+        "ec2:ReplaceRoute",
+        "ec2:DeleteRoute",
+        "ec2:AssociateRouteTable",
+        "ec2:ReplaceRouteTableAssociation",
+        "ec2:DisassociateRouteTable",
+        "ec2:DeleteRouteTable",
+    ];
+    /// The create carries a client token.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &["IdempotentParameterMismatch"];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(

@@ -20,12 +20,12 @@ use aws_sdk_ec2::types::{
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Kind, ignore, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, ObservedResource, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -296,21 +296,7 @@ impl Component<Intent> for SecurityGroups {
 }
 
 #[async_trait]
-impl Ec2Kind for SecurityGroups {
-    const KIND: Kind = SECURITY_GROUP;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeSecurityGroups",
-        "ec2:CreateSecurityGroup",
-        "ec2:CreateTags",
-        "ec2:AuthorizeSecurityGroupIngress",
-        "ec2:AuthorizeSecurityGroupEgress",
-        "ec2:RevokeSecurityGroupIngress",
-        "ec2:RevokeSecurityGroupEgress",
-        "ec2:DeleteSecurityGroup",
-    ];
-    /// The name is unique in the VPC.
-    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidGroup.Duplicate"];
+impl Ec2Listing for SecurityGroups {
     type Item = SecurityGroup;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroup>, ActError> {
@@ -330,6 +316,31 @@ impl Ec2Kind for SecurityGroups {
         key: Key,
     ) -> Result<Option<ObservedResource>, ActError> {
         Ok(observed_group(group, key))
+    }
+}
+
+#[async_trait]
+impl Kit for SecurityGroups {
+    const KIND: Kind = SECURITY_GROUP;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeSecurityGroups",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateTags",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:DeleteSecurityGroup",
+    ];
+    /// The name is unique in the VPC.
+    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidGroup.Duplicate"];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, Subnet, SubnetState, Tag};
 
 use super::{SUBNET, cidr, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, Lifecycle, ObservedResource, UpdateRequest,
+    Key, Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -57,18 +57,7 @@ fn lifecycle(state: Option<&SubnetState>) -> Lifecycle {
 }
 
 #[async_trait]
-impl Ec2Kind for Subnets {
-    const KIND: Kind = SUBNET;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeSubnets",
-        "ec2:CreateSubnet",
-        "ec2:CreateTags",
-        "ec2:ModifySubnetAttribute",
-        "ec2:DeleteSubnet",
-    ];
-    /// The CIDR is unique in the VPC: a second create of ours is refused as a conflict.
-    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidSubnet.Conflict"];
+impl Ec2Listing for Subnets {
     type Item = Subnet;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Subnet>, ActError> {
@@ -104,6 +93,28 @@ impl Ec2Kind for Subnets {
             }
         }
         Ok(Some(resource))
+    }
+}
+
+#[async_trait]
+impl Kit for Subnets {
+    const KIND: Kind = SUBNET;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeSubnets",
+        "ec2:CreateSubnet",
+        "ec2:CreateTags",
+        "ec2:ModifySubnetAttribute",
+        "ec2:DeleteSubnet",
+    ];
+    /// The CIDR is unique in the VPC: a second create of ours is refused as a conflict.
+    const DUPLICATE_CODES: &'static [&'static str] = &["InvalidSubnet.Conflict"];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(

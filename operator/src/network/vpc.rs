@@ -10,12 +10,12 @@ use aws_sdk_ec2::types::{
 };
 
 use super::{VPC, check_region, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Kind, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -33,17 +33,7 @@ pub struct Vpc {
 }
 
 #[async_trait]
-impl Ec2Kind for Vpc {
-    const KIND: Kind = VPC;
-    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeVpcs",
-        "ec2:DescribeVpcAttribute",
-        "ec2:CreateVpc",
-        "ec2:CreateTags",
-        "ec2:ModifyVpcAttribute",
-        "ec2:DeleteVpc",
-    ];
+impl Ec2Listing for Vpc {
     type Item = aws_sdk_ec2::types::Vpc;
 
     async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError> {
@@ -85,6 +75,27 @@ impl Ec2Kind for Vpc {
             resource = resource.attr(ENABLE_DNS_HOSTNAMES, value);
         }
         Ok(Some(resource))
+    }
+}
+
+#[async_trait]
+impl Kit for Vpc {
+    const KIND: Kind = VPC;
+    // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+        "ec2:CreateVpc",
+        "ec2:CreateTags",
+        "ec2:ModifyVpcAttribute",
+        "ec2:DeleteVpc",
+    ];
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        ec2_list(self, select).await
     }
 
     async fn send_create(
