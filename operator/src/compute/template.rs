@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest,
+    Filter, InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
     LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
@@ -23,12 +23,12 @@ use aws_sdk_ec2::types::{
 
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
-use crate::aws::kit::required;
-use crate::aws::tags::{component_filter, component_key, create_tags, platform_filter, tag_map};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required};
+use crate::aws::tags::{create_tags, tag_map};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Reads,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -240,15 +240,12 @@ impl LaunchTemplates {
     }
 
     /// The template as found, with its default version's data.
-    async fn observed(
+    async fn read(
         &self,
         template: &LaunchTemplate,
-        scope: &Scope,
+        key: Key,
     ) -> Result<Option<ObservedResource>, ActError> {
-        let (Some(id), Some(key)) = (
-            template.launch_template_id(),
-            component_key(template.tags(), scope),
-        ) else {
+        let Some(id) = template.launch_template_id() else {
             return Ok(None);
         };
         let mut resource = ObservedResource::new(LAUNCH_TEMPLATE, key, id);
@@ -277,29 +274,6 @@ impl LaunchTemplates {
         }
         Ok(Some(resource))
     }
-
-    async fn list(
-        &self,
-        scope: &Scope,
-        filters: Vec<aws_sdk_ec2::types::Filter>,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let output = self
-            .aws
-            .ec2()
-            .await
-            .describe_launch_templates()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        let mut found = Vec::new();
-        for template in output.launch_templates() {
-            if let Some(resource) = self.observed(template, scope).await? {
-                found.push(resource);
-            }
-        }
-        Ok(found)
-    }
 }
 
 impl Component<Intent> for LaunchTemplates {
@@ -309,25 +283,58 @@ impl Component<Intent> for LaunchTemplates {
 }
 
 #[async_trait]
-impl Driver for LaunchTemplates {
-    fn kind(&self) -> Kind {
-        LAUNCH_TEMPLATE
+impl Ec2Listing for LaunchTemplates {
+    type Item = LaunchTemplate;
+
+    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<LaunchTemplate>, ActError> {
+        let ec2 = self.aws.ec2().await;
+        let call = ec2.describe_launch_templates().set_filters(Some(filters));
+        let pages = call.into_paginator().items().send();
+        pages.try_collect().await.map_err(|e| classify(&e))
     }
 
-    /// The create carries a client token.
-    fn idempotent_create(&self) -> bool {
-        true
+    fn tags(item: &LaunchTemplate) -> &[Tag] {
+        item.tags()
     }
 
-    async fn observe(
+    async fn observed(
         &self,
-        scope: &Scope,
+        template: &LaunchTemplate,
+        key: Key,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        self.read(template, key).await
+    }
+}
+
+#[async_trait]
+impl Kit for LaunchTemplates {
+    const KIND: Kind = LAUNCH_TEMPLATE;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:CreateLaunchTemplate",
+        "ec2:CreateTags",
+        "ec2:DeleteLaunchTemplate",
+    ];
+    /// The create carries a client token.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &[
+        "InvalidLaunchTemplateName.AlreadyExistsException",
+        "IdempotentParameterMismatch",
+    ];
+
+    async fn list(
+        &self,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, vec![platform_filter(scope)]).await
+        ec2_list(self, select).await
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let image = required(request.attrs, IMAGE_ID)?;
         let instance_type = required(request.attrs, INSTANCE_TYPE)?;
         let profile = required(request.attrs, INSTANCE_PROFILE)?;
@@ -372,7 +379,7 @@ impl Driver for LaunchTemplates {
             )
             .user_data(user_data)
             .build();
-        let mut tags = create_tags(&request);
+        let mut tags = create_tags(request);
         tags.insert(REVISION_TAG.to_owned(), revision.to_owned());
         let tag_spec = TagSpecification::builder()
             .resource_type(ResourceType::LaunchTemplate)
@@ -383,46 +390,32 @@ impl Driver for LaunchTemplates {
             ))
             .build();
         let name = request.name(NAME_LEN);
-        let scope = request.scope;
-        let created = create_or_find(
-            LostAnswer::SendAgain,
-            &[
-                "InvalidLaunchTemplateName.AlreadyExistsException",
-                "IdempotentParameterMismatch",
-            ],
-            || async {
-                let output = self
-                    .aws
-                    .ec2()
-                    .await
-                    .create_launch_template()
-                    .launch_template_name(&name)
-                    .launch_template_data(data.clone())
-                    .tag_specifications(tag_spec.clone())
-                    .client_token(request.client_token)
-                    .version_description(format!("Plinth revision {revision}"))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_ec2))
-                    .send()
-                    .await?;
-                let id = output
-                    .launch_template()
-                    .and_then(|t| t.launch_template_id())
-                    .unwrap_or_default();
-                Ok(ObservedResource::new(LAUNCH_TEMPLATE, request.key, id))
-            },
-            || async {
-                let found = self
-                    .list(
-                        scope,
-                        vec![platform_filter(scope), component_filter(request.key)],
-                    )
-                    .await?;
-                Ok(found.into_iter().next())
-            },
-        )
-        .await?;
-        let mut resource = created;
+        let call = self.aws.ec2().await.create_launch_template();
+        let output = call
+            .launch_template_name(&name)
+            .launch_template_data(data)
+            .tag_specifications(tag_spec)
+            .client_token(request.client_token)
+            .version_description(format!("Plinth revision {revision}"))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_ec2))
+            .send()
+            .await?;
+        let template = output.launch_template();
+        let id = template.and_then(|t| t.launch_template_id());
+        Ok(ObservedResource::new(
+            LAUNCH_TEMPLATE,
+            request.key,
+            id.unwrap_or_default(),
+        ))
+    }
+
+    /// Every field as desired: a template does not change after its create.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         for (field, value) in request.attrs {
             resource
                 .attrs
@@ -432,56 +425,15 @@ impl Driver for LaunchTemplates {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        // Every field is immutable: the planner replaces instead.
-        Err(ActError::refused(
-            "PlinthImmutable",
-            format!(
-                "launch template {} cannot change {} in place",
-                request.current.id,
-                request.changed.join(", ")
-            ),
-        ))
-    }
-
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .ec2()
-            .await
-            .delete_launch_template()
-            .launch_template_id(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::Gone),
-            Err(e)
-                if matches!(
-                    error_code(&e),
-                    Some(
-                        "InvalidLaunchTemplateId.NotFound"
-                            | "InvalidLaunchTemplateName.NotFoundException"
-                            | "InvalidLaunchTemplateId.Malformed"
-                    )
-                ) =>
-            {
-                Ok(Deletion::Gone)
-            }
-            Err(e) => Err(classify(&e)),
-        }
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "ec2:DescribeLaunchTemplates",
-            "ec2:DescribeLaunchTemplateVersions",
-            "ec2:CreateLaunchTemplate",
-            "ec2:CreateTags",
-            "ec2:DeleteLaunchTemplate",
-        ]
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.ec2().await.delete_launch_template();
+        let result = call.launch_template_id(&current.id).send().await;
+        let gone = [
+            "InvalidLaunchTemplateId.NotFound",
+            "InvalidLaunchTemplateName.NotFoundException",
+            "InvalidLaunchTemplateId.Malformed",
+        ];
+        ignore(result, &gone)?;
+        Ok(Deletion::Gone)
     }
 }
