@@ -186,9 +186,7 @@ impl TestNamespace {
 
 /// An example from `examples/` as a typed object named `name` in `namespace`.
 pub fn example(file: &str, name: &str, namespace: &str) -> DataPlatform {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(file);
+    let path = crate::package_dir().join("../examples").join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut dp: DataPlatform = serde_norway::from_str(&text).expect("the example parses");

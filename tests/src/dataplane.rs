@@ -92,7 +92,8 @@ pub async fn describe(emulator: &str) -> Result<serde_json::Value, reqwest::Erro
 /// when missing or older than the webapp's sources, because `cargo build -p plinth-ingest`
 /// resolves features for that package alone and would rebuild its dependencies a second time.
 pub fn app_release() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = crate::package_dir();
+    let workspace = package
         .parent()
         .unwrap_or_else(|| panic!("tests/ has a parent"))
         .to_owned();

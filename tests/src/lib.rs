@@ -42,6 +42,14 @@ impl std::fmt::Debug for StackError {
     }
 }
 
+/// The `tests/` package's directory: the one `cargo test` or `cargo run` names now, else the
+/// one the binary was compiled in (a campaign run directly). The compile-time one alone goes
+/// stale when a shared target directory serves a checkout at another path.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// Variables from `.stack/env`, read once, used when the process environment lacks them so
 /// that `cargo test` works right after `tests/stack/up` without sourcing anything.
 fn env_file() -> &'static HashMap<String, String> {
@@ -49,7 +57,7 @@ fn env_file() -> &'static HashMap<String, String> {
     VARS.get_or_init(|| {
         let dir = std::env::var_os("PLINTH_STACK_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack"));
+            .unwrap_or_else(|| package_dir().join("../.stack"));
         let Ok(text) = std::fs::read_to_string(dir.join("env")) else {
             return HashMap::new();
         };

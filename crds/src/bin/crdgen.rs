@@ -12,8 +12,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The crate sits one level under the workspace root, so the path works from any directory.
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dataplatform.yaml");
+    // The crate's directory as `cargo run` names it now, so the path works from any directory;
+    // the one the binary was compiled in only when run by hand. The compile-time one alone goes
+    // stale when a shared target directory serves a checkout at another path (a CI clone).
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = crate_dir.join("dataplatform.yaml");
     let yaml = match plinth_crds::crd_yaml() {
         Ok(y) => y,
         Err(e) => {

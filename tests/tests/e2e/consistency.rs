@@ -112,14 +112,12 @@ async fn a_lost_create_answer_under_lag_is_never_sent_again_blindly() {
     let platform = components::platform(&clients).unwrap_or_else(|e| panic!("{e}"));
     let truth = truth_clients(&config);
     let namespace = unique_name("lag");
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal.yaml"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .replace(
-        "name: ingest",
-        &format!("name: ingest\n  namespace: {namespace}"),
-    );
+    let text = std::fs::read_to_string(plinth_e2e::package_dir().join("../examples/minimal.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace(
+            "name: ingest",
+            &format!("name: ingest\n  namespace: {namespace}"),
+        );
     let file = cli::parse_spec(&text, Path::new("minimal.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let pace = Pace {
         timeout: Duration::from_secs(240),

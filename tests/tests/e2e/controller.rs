@@ -413,10 +413,7 @@ struct RbacRules {
 #[tokio::test]
 async fn operator_runs_with_exactly_the_chart_rbac() {
     let (admin, ns) = setup("rbac").await;
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../charts/plinth-operator/files/rbac-rules.yaml"
-    );
+    let path = plinth_e2e::package_dir().join("../charts/plinth-operator/files/rbac-rules.yaml");
     let rules: RbacRules = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let sa_name = "plinth-operator";
     let role_name = format!("plinth-operator-{}", ns.name);
