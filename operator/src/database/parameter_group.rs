@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
 use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::updated;
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
+use crate::aws::kit::{Kit, Select, updated};
+use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -204,72 +204,79 @@ fn parameter_map(attrs: &Attrs) -> BTreeMap<String, String> {
 }
 
 #[async_trait]
-impl Driver for DbClusterParameterGroup {
-    fn kind(&self) -> Kind {
-        DB_CLUSTER_PARAMETER_GROUP
-    }
+impl Kit for DbClusterParameterGroup {
+    const KIND: Kind = DB_CLUSTER_PARAMETER_GROUP;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "rds:DescribeDBClusterParameterGroups",
+        "rds:DescribeDBClusterParameters",
+        "rds:CreateDBClusterParameterGroup",
+        "rds:ModifyDBClusterParameterGroup",
+        "rds:DeleteDBClusterParameterGroup",
+        "rds:AddTagsToResource",
+    ];
+    const DUPLICATE_CODES: &'static [&'static str] = &[
+        "DBParameterGroupAlreadyExists",
+        "DBParameterGroupAlreadyExistsFault",
+    ];
 
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        Ok(self.find(scope).await?.into_iter().collect())
+        match select.singleton(keys::DB_CLUSTER_PARAMETER_GROUP) {
+            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        }
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let name = Self::name(request.scope);
-        let family = request
-            .attr(FAMILY)
-            .and_then(AttrValue::as_str)
-            .unwrap_or(AURORA_MYSQL_8_FAMILY);
+        let family = request.attr(FAMILY).and_then(AttrValue::as_str);
+        let family = family.unwrap_or(AURORA_MYSQL_8_FAMILY);
         let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &[
-                "DBParameterGroupAlreadyExists",
-                "DBParameterGroupAlreadyExistsFault",
-            ],
-            || async {
-                let output = self
-                    .aws
-                    .rds()
-                    .await
-                    .create_db_cluster_parameter_group()
-                    .db_cluster_parameter_group_name(&name)
-                    .db_parameter_group_family(family)
-                    .description(&description)
-                    .set_tags(Some(rds_tags(&request.tags())))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_rds))
-                    .send()
-                    .await?;
-                let mut resource =
-                    ObservedResource::new(DB_CLUSTER_PARAMETER_GROUP, request.key, &name)
-                        .attr(FAMILY, family)
-                        .attr(PARAMETERS, AttrValue::Map(BTreeMap::new()));
-                if let Some(arn) = output
-                    .db_cluster_parameter_group()
-                    .and_then(|g| g.db_cluster_parameter_group_arn())
-                {
-                    resource = resource.attr(ARN, arn);
-                }
-                Ok(resource)
-            },
-            || self.find(request.scope),
-        )
-        .await?;
-        // Setting the same values again is harmless, so a create found after a lost answer
-        // simply sets them (again).
+        let call = self.aws.rds().await.create_db_cluster_parameter_group();
+        let output = call
+            .db_cluster_parameter_group_name(&name)
+            .db_parameter_group_family(family)
+            .description(&description)
+            .set_tags(Some(rds_tags(&request.tags())))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_rds))
+            .send()
+            .await?;
+        let mut resource = ObservedResource::new(DB_CLUSTER_PARAMETER_GROUP, request.key, &name)
+            .attr(FAMILY, family)
+            .attr(PARAMETERS, AttrValue::Map(BTreeMap::new()));
+        let group = output.db_cluster_parameter_group();
+        if let Some(arn) = group.and_then(|g| g.db_cluster_parameter_group_arn()) {
+            resource = resource.attr(ARN, arn);
+        }
+        Ok(resource)
+    }
+
+    /// The parameters. Setting the same values again is harmless, so a group found after a
+    /// lost answer simply gets them (again).
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let wanted: Vec<(String, String)> = parameter_map(request.attrs).into_iter().collect();
-        self.set_parameters(&name, &wanted).await?;
+        self.set_parameters(&resource.id, &wanted).await?;
         if let Some(value) = request.attr(PARAMETERS) {
             resource.attrs.insert(PARAMETERS.to_owned(), value.clone());
         }
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if request.changed.iter().any(|f| f == PARAMETERS) {
             let wanted = parameter_map(request.attrs);
             let current = parameter_map(&request.current.attrs);
@@ -283,27 +290,12 @@ impl Driver for DbClusterParameterGroup {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         let call = self.aws.rds().await.delete_db_cluster_parameter_group();
         let result = call
             .db_cluster_parameter_group_name(&current.id)
             .send()
             .await;
         deletion(result, "DBParameterGroupNotFound", Deletion::Gone)
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBClusterParameterGroups",
-            "rds:DescribeDBClusterParameters",
-            "rds:CreateDBClusterParameterGroup",
-            "rds:ModifyDBClusterParameterGroup",
-            "rds:DeleteDBClusterParameterGroup",
-            "rds:AddTagsToResource",
-        ]
     }
 }

@@ -5,11 +5,11 @@
 use async_trait::async_trait;
 
 use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::updated;
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
+use crate::aws::kit::{Kit, Select, updated};
+use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::keys as net;
@@ -104,92 +104,79 @@ fn subnet_ids(request_attrs: &crate::engine::Attrs) -> Vec<String> {
 }
 
 #[async_trait]
-impl Driver for DbSubnetGroup {
-    fn kind(&self) -> Kind {
-        DB_SUBNET_GROUP
-    }
+impl Kit for DbSubnetGroup {
+    const KIND: Kind = DB_SUBNET_GROUP;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "rds:DescribeDBSubnetGroups",
+        "rds:CreateDBSubnetGroup",
+        "rds:ModifyDBSubnetGroup",
+        "rds:DeleteDBSubnetGroup",
+        "rds:AddTagsToResource",
+    ];
+    const DUPLICATE_CODES: &'static [&'static str] = &[
+        "DBSubnetGroupAlreadyExists",
+        "DBSubnetGroupAlreadyExistsFault",
+    ];
 
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        Ok(self.find(scope).await?.into_iter().collect())
+        match select.singleton(keys::DB_SUBNET_GROUP) {
+            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        }
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let name = Self::name(request.scope);
         let subnets = subnet_ids(request.attrs);
         let description = format!("Plinth: private subnets of {}", request.scope.platform());
-        create_or_find(
-            LostAnswer::AwaitVisibility,
-            &[
-                "DBSubnetGroupAlreadyExists",
-                "DBSubnetGroupAlreadyExistsFault",
-            ],
-            || async {
-                let output = self
-                    .aws
-                    .rds()
-                    .await
-                    .create_db_subnet_group()
-                    .db_subnet_group_name(&name)
-                    .db_subnet_group_description(&description)
-                    .set_subnet_ids(Some(subnets.clone()))
-                    .set_tags(Some(rds_tags(&request.tags())))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_rds))
-                    .send()
-                    .await?;
-                let mut resource = ObservedResource::new(DB_SUBNET_GROUP, request.key, &name).attr(
-                    SUBNET_IDS,
-                    AttrValue::set(subnets.iter().map(|s| AttrValue::from(s.as_str()))),
-                );
-                if let Some(arn) = output
-                    .db_subnet_group()
-                    .and_then(|g| g.db_subnet_group_arn())
-                {
-                    resource = resource.attr(ARN, arn);
-                }
-                Ok(resource)
-            },
-            || self.find(request.scope),
-        )
-        .await
+        let call = self.aws.rds().await.create_db_subnet_group();
+        let output = call
+            .db_subnet_group_name(&name)
+            .db_subnet_group_description(&description)
+            .set_subnet_ids(Some(subnets.clone()))
+            .set_tags(Some(rds_tags(&request.tags())))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_rds))
+            .send()
+            .await?;
+        let ids = AttrValue::set(subnets.iter().map(|s| AttrValue::from(s.as_str())));
+        let mut resource =
+            ObservedResource::new(DB_SUBNET_GROUP, request.key, &name).attr(SUBNET_IDS, ids);
+        if let Some(arn) = output
+            .db_subnet_group()
+            .and_then(|g| g.db_subnet_group_arn())
+        {
+            resource = resource.attr(ARN, arn);
+        }
+        Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        self.aws
-            .rds()
-            .await
-            .modify_db_subnet_group()
-            .db_subnet_group_name(&request.current.id)
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        let call = self.aws.rds().await.modify_db_subnet_group();
+        let call = call.db_subnet_group_name(&request.current.id);
+        let result = call
             .set_subnet_ids(Some(subnet_ids(request.attrs)))
             .send()
-            .await
-            .map_err(|e| classify(&e))?;
+            .await;
+        result.map_err(|e| classify(&e))?;
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         // Still used by a cluster that is going away: `InvalidDBSubnetGroupStateFault`, which
         // classifies as pending and is tried again next pass.
         let call = self.aws.rds().await.delete_db_subnet_group();
         let result = call.db_subnet_group_name(&current.id).send().await;
         deletion(result, "DBSubnetGroupNotFoundFault", Deletion::Gone)
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBSubnetGroups",
-            "rds:CreateDBSubnetGroup",
-            "rds:ModifyDBSubnetGroup",
-            "rds:DeleteDBSubnetGroup",
-            "rds:AddTagsToResource",
-        ]
     }
 }
