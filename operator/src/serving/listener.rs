@@ -19,11 +19,11 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LISTENER, create_tags, front, key_of, keys};
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
+use crate::aws::kit::{Kit, Select, required, updated};
+use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -284,7 +284,7 @@ impl Listeners {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn read(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         let front = front(&self.aws, scope, reads).await?;
         let Some(front) = front.as_ref() else {
             return Ok(Vec::new());
@@ -312,80 +312,58 @@ fn certificates(attrs: &crate::engine::Attrs) -> Option<Vec<Certificate>> {
 }
 
 #[async_trait]
-impl Driver for Listeners {
-    fn kind(&self) -> Kind {
-        LISTENER
-    }
+impl Kit for Listeners {
+    const KIND: Kind = LISTENER;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// AWS's CreateListener is idempotent for the same settings; a listener on the port with
+    /// other settings is `DuplicateListener`: ours is found by its tags.
+    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateListener"];
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        IAM_ACTIONS
-    }
-
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, reads).await
+        self.read(select.scope(), reads).await
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let lb = required(request.attrs, LOAD_BALANCER_ARN)?;
         let protocol = required(request.attrs, PROTOCOL)?;
-        let port = request
-            .attr(PORT)
-            .and_then(AttrValue::as_int)
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
-        let action = action_of(request.attr(DEFAULT_ACTION))?;
-        let scope = request.scope;
-        create_or_find(
-            LostAnswer::AwaitVisibility,
-            // AWS's CreateListener is idempotent for the same settings; a listener on the port
-            // with other settings is `DuplicateListener`: ours is found by its tags.
-            &["DuplicateListener"],
-            || async {
-                let output = self
-                    .aws
-                    .elbv2()
-                    .await
-                    .create_listener()
-                    .load_balancer_arn(lb)
-                    .protocol(ProtocolEnum::from(protocol))
-                    .port(port)
-                    .set_ssl_policy(
-                        request
-                            .attr(SSL_POLICY)
-                            .and_then(AttrValue::as_str)
-                            .map(str::to_owned),
-                    )
-                    .set_certificates(certificates(request.attrs))
-                    .default_actions(action.clone())
-                    .set_tags(Some(create_tags(&request, &[])))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-                    .send()
-                    .await?;
-                Ok(output
-                    .listeners()
-                    .first()
-                    .and_then(|l| observed_of(request.key.clone(), l)))
-            },
-            || async {
-                let found = self.list(scope, &Reads::new()).await?;
-                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
-            },
-        )
-        .await?
-        .ok_or_else(|| {
+        let port = request.attr(PORT).and_then(AttrValue::as_int);
+        let port = port.and_then(|p| i32::try_from(p).ok());
+        let port = port.ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
+        let ssl_policy = request.attr(SSL_POLICY).and_then(AttrValue::as_str);
+        let call = self.aws.elbv2().await.create_listener();
+        let output = call
+            .load_balancer_arn(lb)
+            .protocol(ProtocolEnum::from(protocol))
+            .port(port)
+            .set_ssl_policy(ssl_policy.map(str::to_owned))
+            .set_certificates(certificates(request.attrs))
+            .default_actions(action_of(request.attr(DEFAULT_ACTION))?)
+            .set_tags(Some(create_tags(request, &[])))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
+            .send()
+            .await?;
+        let made = output.listeners().first();
+        let made = made.and_then(|l| observed_of(request.key.clone(), l));
+        Ok(made.ok_or_else(|| {
             ActError::retryable(
                 "PlinthNotReturned",
                 "CreateListener answered without the listener",
             )
-        })
+        })?)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let changed = |field: &str| request.changed.iter().any(|c| c == field);
         let mut call = self
             .aws
@@ -409,11 +387,7 @@ impl Driver for Listeners {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         let call = self.aws.elbv2().await.delete_listener();
         let result = call.listener_arn(&current.id).send().await;
         deletion(result, "ListenerNotFound", Deletion::Gone)

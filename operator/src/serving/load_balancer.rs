@@ -17,11 +17,11 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys};
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
+use crate::aws::kit::{Kit, Select, required, updated};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network;
@@ -150,7 +150,7 @@ impl LoadBalancers {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn read(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         let front = front(&self.aws, scope, reads).await?;
         let Some(front) = front.as_ref() else {
             return Ok(Vec::new());
@@ -214,74 +214,57 @@ impl Component<Intent> for LoadBalancers {
 }
 
 #[async_trait]
-impl Driver for LoadBalancers {
-    fn kind(&self) -> Kind {
-        LOAD_BALANCER
-    }
+impl Kit for LoadBalancers {
+    const KIND: Kind = LOAD_BALANCER;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// AWS answers a same-settings create of the name with the existing load balancer, and
+    /// `DuplicateLoadBalancerName` when the settings differ: then it is found by its tags and
+    /// the next pass corrects what differs.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateLoadBalancerName"];
 
-    /// AWS answers a same-settings create of the name with the existing load balancer.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        IAM_ACTIONS
-    }
-
-    async fn observe(
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, reads).await
+        self.read(select.scope(), reads).await
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let scheme = required(request.attrs, SCHEME)?;
-        let subnets = ids(request.attr(SUBNETS));
-        let groups = ids(request.attr(SECURITY_GROUPS));
-        let name = request.name(NAME_LEN);
-        let scope = request.scope;
-        // AWS answers a create of an existing name with the same settings with that load
-        // balancer, and `DuplicateLoadBalancerName` when the settings differ: then it is found
-        // by its tags and the next pass corrects what differs.
-        let mut resource = create_or_find(
-            LostAnswer::SendAgain,
-            &["DuplicateLoadBalancerName"],
-            || async {
-                let output = self
-                    .aws
-                    .elbv2()
-                    .await
-                    .create_load_balancer()
-                    .name(&name)
-                    .set_subnets(Some(subnets.clone()))
-                    .set_security_groups(Some(groups.clone()))
-                    .scheme(LoadBalancerSchemeEnum::from(scheme))
-                    .r#type(LoadBalancerTypeEnum::Application)
-                    .ip_address_type(IpAddressType::Ipv4)
-                    .set_tags(Some(create_tags(&request, &[])))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-                    .send()
-                    .await?;
-                Ok(output
-                    .load_balancers()
-                    .first()
-                    .and_then(|lb| observed_of(request.key.clone(), lb)))
-            },
-            || async {
-                let found = self.list(scope, &Reads::new()).await?;
-                Ok(found.into_iter().find(|r| &r.key == request.key).map(Some))
-            },
-        )
-        .await?
-        .ok_or_else(|| {
+        let call = self.aws.elbv2().await.create_load_balancer();
+        let output = call
+            .name(request.name(NAME_LEN))
+            .set_subnets(Some(ids(request.attr(SUBNETS))))
+            .set_security_groups(Some(ids(request.attr(SECURITY_GROUPS))))
+            .scheme(LoadBalancerSchemeEnum::from(scheme))
+            .r#type(LoadBalancerTypeEnum::Application)
+            .ip_address_type(IpAddressType::Ipv4)
+            .set_tags(Some(create_tags(request, &[])))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
+            .send()
+            .await?;
+        let made = output.load_balancers().first();
+        let made = made.and_then(|lb| observed_of(request.key.clone(), lb));
+        Ok(made.ok_or_else(|| {
             ActError::retryable(
                 "PlinthNotReturned",
                 "CreateLoadBalancer answered without the load balancer",
             )
-        })?;
+        })?)
+    }
+
+    /// The attributes a create cannot carry, on the load balancer made or found.
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if let Some(value) = request
             .attr(DROP_INVALID_HEADER_FIELDS)
             .and_then(AttrValue::as_bool)
@@ -292,7 +275,10 @@ impl Driver for LoadBalancers {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let arn = &request.current.id;
         for field in request.changed {
             match field.as_str() {
@@ -336,11 +322,7 @@ impl Driver for LoadBalancers {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
         // The listeners go with it; its network interfaces linger a little, so the security
         // group's and subnets' deletes may answer DependencyViolation (retried) for a while.
         let call = self.aws.elbv2().await.delete_load_balancer();

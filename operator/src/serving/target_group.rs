@@ -16,12 +16,12 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, tags_of};
-use crate::aws::kit::{required, updated};
+use crate::aws::kit::{Kit, Select, required, updated};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, error_code};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network;
@@ -142,7 +142,11 @@ impl TargetGroups {
         Self { aws }
     }
 
-    async fn list(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn tagged(
+        &self,
+        scope: &Scope,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
         // The tagging API is eventually consistent: a group created a moment ago may be
         // missing. That is safe because CreateTargetGroup is idempotent by name (the same name
         // and settings answer with the existing group), so a lagging read never makes a
@@ -302,95 +306,78 @@ impl Component<Intent> for TargetGroups {
 }
 
 #[async_trait]
-impl Driver for TargetGroups {
-    fn kind(&self) -> Kind {
-        TARGET_GROUP
-    }
+impl Kit for TargetGroups {
+    const KIND: Kind = TARGET_GROUP;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// AWS answers a same-settings create of the name with the existing target group, and
+    /// `DuplicateTargetGroupName` when the settings differ.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateTargetGroupName"];
 
-    /// AWS answers a same-settings create of the name with the existing target group.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        IAM_ACTIONS
-    }
-
-    async fn observe(
+    /// The platform's groups through the tagging API (old revisions' too, for cleanup); one
+    /// component's by its deterministic name (strongly consistent: what a lost create looks
+    /// for).
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope, reads).await
+        match select {
+            Select::Platform(scope) => self.tagged(scope, reads).await,
+            Select::Component(scope, key) => {
+                Ok(self.find_named(key, scope).await?.into_iter().collect())
+            }
+        }
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let vpc = required(request.attrs, VPC_ID)?;
         let revision = required(request.attrs, REVISION)?;
         let protocol = required(request.attrs, PROTOCOL)?;
         let target_type = required(request.attrs, TARGET_TYPE)?;
-        let port = request
-            .attr(PORT)
-            .and_then(AttrValue::as_int)
-            .and_then(|p| i32::try_from(p).ok())
-            .ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
+        let port = request.attr(PORT).and_then(AttrValue::as_int);
+        let port = port.and_then(|p| i32::try_from(p).ok());
+        let port = port.ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
         let health = request.attr(HEALTH_CHECK);
         let name = request.name(NAME_LEN);
-        let scope = request.scope;
-        create_or_find(
-            LostAnswer::SendAgain,
-            // Same name and settings: AWS returns the existing group; other settings: this.
-            &["DuplicateTargetGroupName"],
-            || async {
-                self.aws
-                    .elbv2()
-                    .await
-                    .create_target_group()
-                    .name(&name)
-                    .protocol(ProtocolEnum::from(protocol))
-                    .port(port)
-                    .vpc_id(vpc)
-                    .target_type(TargetTypeEnum::from(target_type))
-                    .health_check_protocol(ProtocolEnum::Http)
-                    .set_health_check_path(
-                        setting(health, HC_PATH)
-                            .and_then(AttrValue::as_str)
-                            .map(str::to_owned),
-                    )
-                    .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
-                    .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
-                    .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
-                    .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
-                    .set_matcher(
-                        setting(health, HC_MATCHER)
-                            .and_then(AttrValue::as_str)
-                            .map(|codes| Matcher::builder().http_code(codes).build()),
-                    )
-                    .set_tags(Some(create_tags(&request, &[(REVISION_TAG, revision)])))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-                    .send()
-                    .await
-                    .map(|output| {
-                        output
-                            .target_groups()
-                            .first()
-                            .and_then(|g| observed_of(request.key.clone(), g, Some(revision)))
-                    })
-                    .map_err(SendError::from)
-            },
-            || async { Ok(self.find_named(request.key, scope).await?.map(Some)) },
-        )
-        .await?
-        .ok_or_else(|| {
+        let path = setting(health, HC_PATH).and_then(AttrValue::as_str);
+        let matcher = setting(health, HC_MATCHER).and_then(AttrValue::as_str);
+        let call = self.aws.elbv2().await.create_target_group();
+        let output = call
+            .name(&name)
+            .protocol(ProtocolEnum::from(protocol))
+            .port(port)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::from(target_type))
+            .health_check_protocol(ProtocolEnum::Http)
+            .set_health_check_path(path.map(str::to_owned))
+            .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
+            .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
+            .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
+            .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
+            .set_matcher(matcher.map(|codes| Matcher::builder().http_code(codes).build()))
+            .set_tags(Some(create_tags(request, &[(REVISION_TAG, revision)])))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
+            .send()
+            .await?;
+        let made = output.target_groups().first();
+        let made = made.and_then(|g| observed_of(request.key.clone(), g, Some(revision)));
+        Ok(made.ok_or_else(|| {
             ActError::retryable(
                 "PlinthNotReturned",
                 format!("CreateTargetGroup {name} answered without the group"),
             )
-        })
+        })?)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if let Some(other) = request.changed.iter().find(|f| *f != HEALTH_CHECK) {
             return Err(ActError::refused(
                 "PlinthNotUpdatable",
@@ -423,20 +410,9 @@ impl Driver for TargetGroups {
         Ok(updated(&request))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .elbv2()
-            .await
-            .delete_target_group()
-            .target_group_arn(&current.id)
-            .send()
-            .await
-        {
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.elbv2().await.delete_target_group();
+        match call.target_group_arn(&current.id).send().await {
             Ok(_) => Ok(Deletion::Gone),
             Err(e) => match error_code(&e) {
                 Some("TargetGroupNotFound") => Ok(Deletion::Gone),
