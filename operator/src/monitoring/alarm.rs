@@ -36,10 +36,11 @@ use aws_sdk_cloudwatch::types::{
 };
 
 use super::{ALARM, CrossFamily, keys};
-use crate::aws::{AwsClients, classify, error_code};
+use crate::aws::kit::{Kit, Select};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::serving;
@@ -682,26 +683,19 @@ impl Component<Intent> for Alarms {
 }
 
 #[async_trait]
-impl Driver for Alarms {
-    fn kind(&self) -> Kind {
-        ALARM
-    }
-
+impl Kit for Alarms {
+    const KIND: Kind = ALARM;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
     /// PutMetricAlarm creates or replaces the alarm of that name.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        IAM_ACTIONS
-    }
-
-    async fn observe(
+    /// The platform's alarms by their names' prefix (CloudWatch has no tag filter).
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         _reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        let prefix = format!("{}/", name_prefix(scope));
+        let prefix = format!("{}/", name_prefix(select.scope()));
         let call = self.aws.cloudwatch().await.describe_alarms();
         let call = call
             .alarm_name_prefix(&prefix)
@@ -722,19 +716,34 @@ impl Driver for Alarms {
             .collect())
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    /// The whole create is [`Kit::create_resource`], this kind's own.
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
+        Ok(self.create_resource(request).await?)
+    }
+
+    /// An upsert: the SDK's own retries suffice, since a retried create overwrites the same
+    /// alarm.
+    async fn create_resource(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let name = alarm_name(request.scope, request.key);
         let tags = request
             .tags()
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        // An upsert: a retried create overwrites the same alarm.
         self.put(&name, request.attrs, Some(tags)).await?;
         Ok(Self::as_put(request.key, &name, request.attrs))
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         // PutMetricAlarm takes the whole definition; tags are kept from the create.
         self.put(&request.current.id, request.attrs, None).await?;
         Ok(Self::as_put(
@@ -744,23 +753,9 @@ impl Driver for Alarms {
         ))
     }
 
-    async fn delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
-        match self
-            .aws
-            .cloudwatch()
-            .await
-            .delete_alarms()
-            .alarm_names(&current.id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deletion::Gone),
-            Err(e) if matches!(error_code(&e), Some("ResourceNotFound")) => Ok(Deletion::Gone),
-            Err(e) => Err(classify(&e)),
-        }
+    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+        let call = self.aws.cloudwatch().await.delete_alarms();
+        let result = call.alarm_names(&current.id).send().await;
+        deletion(result, "ResourceNotFound", Deletion::Gone)
     }
 }
