@@ -134,7 +134,11 @@ pub trait Kit: Send + Sync {
     }
 
     /// Sends the delete; AWS's "not found" is [`Deletion::Gone`] (see [`super::deletion`]).
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError>;
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        scope: &Scope,
+    ) -> Result<Deletion, ActError>;
 }
 
 #[async_trait]
@@ -170,9 +174,9 @@ impl<K: Kit> Driver for K {
     async fn delete(
         &self,
         current: &ObservedResource,
-        _scope: &Scope,
+        scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        self.send_delete(current).await
+        self.send_delete(current, scope).await
     }
 }
 

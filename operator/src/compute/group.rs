@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, error_code};
+use crate::aws::kit::{Kit, Select, required, updated};
+use crate::aws::{AwsClients, SendError, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads,
-    Scope, UpdateRequest,
+    DesiredResource, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
+    UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -277,28 +277,47 @@ impl Component<Intent> for AutoScalingGroups {
 }
 
 #[async_trait]
-impl Driver for AutoScalingGroups {
-    fn kind(&self) -> Kind {
-        AUTO_SCALING_GROUP
-    }
+impl Kit for AutoScalingGroups {
+    const KIND: Kind = AUTO_SCALING_GROUP;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:CreateAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:AttachLoadBalancerTargetGroups",
+        "autoscaling:DetachLoadBalancerTargetGroups",
+        "autoscaling:DeleteAutoScalingGroup",
+        // Launching from a template that names an instance profile passes its role.
+        "iam:PassRole",
+        // The first group in an account creates Auto Scaling's service-linked role.
+        "iam:CreateServiceLinkedRole",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+    ];
+    const DUPLICATE_CODES: &'static [&'static str] = &["AlreadyExists"];
 
-    async fn observe(
+    /// The platform's groups, read once per observe (their policies need them too); one
+    /// component's by its deterministic name.
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        Ok(self.shared(scope, reads).await?.as_ref().clone())
+        match select {
+            Select::Platform(scope) => Ok(self.shared(scope, reads).await?.as_ref().clone()),
+            Select::Component(scope, key) => {
+                let name = scope.name_for(key, NAME_LEN);
+                Ok(self.find(&name, scope).await?.into_iter().collect())
+            }
+        }
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let template = required(request.attrs, LAUNCH_TEMPLATE)?;
         let revision = required(request.attrs, REVISION)?;
-        let health = required(request.attrs, HEALTH_CHECK_TYPE)?;
-        let min = number(request.attrs, MIN_SIZE)?;
-        let max = number(request.attrs, MAX_SIZE)?;
-        let desired = number(request.attrs, DESIRED_CAPACITY)?;
-        let grace = number(request.attrs, HEALTH_CHECK_GRACE)?;
-        let cooldown = number(request.attrs, DEFAULT_COOLDOWN)?;
         let subnets: Vec<String> = strings(request.attr(SUBNETS)).into_iter().collect();
         let target_groups: Vec<String> = strings(request.attr(TARGET_GROUPS)).into_iter().collect();
         let name = request.name(NAME_LEN);
@@ -318,44 +337,39 @@ impl Driver for AutoScalingGroups {
                     .build()
             })
             .collect();
-        let scope = request.scope;
-        let mut resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["AlreadyExists"],
-            || async {
-                self.aws
-                    .autoscaling()
-                    .await
-                    .create_auto_scaling_group()
-                    .auto_scaling_group_name(&name)
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(template)
-                            .version(TEMPLATE_VERSION)
-                            .build(),
-                    )
-                    .min_size(min)
-                    .max_size(max)
-                    .desired_capacity(desired)
-                    .vpc_zone_identifier(subnets.join(","))
-                    .set_target_group_arns(Some(target_groups.clone()))
-                    .health_check_type(health)
-                    .health_check_grace_period(grace)
-                    .default_cooldown(cooldown)
-                    .set_tags(Some(tags.clone()))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_autoscaling))
-                    .send()
-                    .await?;
-                Ok(ObservedResource::new(
-                    AUTO_SCALING_GROUP,
-                    request.key,
-                    name.as_str(),
-                ))
-            },
-            || async { self.find(&name, scope).await },
-        )
-        .await?;
+        let template = LaunchTemplateSpecification::builder()
+            .launch_template_id(template)
+            .version(TEMPLATE_VERSION)
+            .build();
+        let call = self.aws.autoscaling().await.create_auto_scaling_group();
+        call.auto_scaling_group_name(&name)
+            .launch_template(template)
+            .min_size(number(request.attrs, MIN_SIZE)?)
+            .max_size(number(request.attrs, MAX_SIZE)?)
+            .desired_capacity(number(request.attrs, DESIRED_CAPACITY)?)
+            .vpc_zone_identifier(subnets.join(","))
+            .set_target_group_arns(Some(target_groups))
+            .health_check_type(required(request.attrs, HEALTH_CHECK_TYPE)?)
+            .health_check_grace_period(number(request.attrs, HEALTH_CHECK_GRACE)?)
+            .default_cooldown(number(request.attrs, DEFAULT_COOLDOWN)?)
+            .set_tags(Some(tags))
+            .customize()
+            .config_override(crate::no_retries!(aws_sdk_autoscaling))
+            .send()
+            .await?;
+        Ok(ObservedResource::new(
+            AUTO_SCALING_GROUP,
+            request.key,
+            name.as_str(),
+        ))
+    }
+
+    /// Every field as desired, on the group made or found (the next observe reads it back).
+    async fn after_create(
+        &self,
+        mut resource: ObservedResource,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         for (field, value) in request.attrs {
             resource
                 .attrs
@@ -365,7 +379,10 @@ impl Driver for AutoScalingGroups {
         Ok(resource)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let group = &request.current.id;
         let changed = |field: &str| request.changed.iter().any(|f| f == field);
         let mut call = self
@@ -422,7 +439,7 @@ impl Driver for AutoScalingGroups {
         Ok(updated(&request))
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
         scope: &Scope,
@@ -453,24 +470,6 @@ impl Driver for AutoScalingGroups {
             Some(_) => Deletion::InProgress,
             None => Deletion::Gone,
         })
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "autoscaling:DescribeAutoScalingGroups",
-            "autoscaling:CreateAutoScalingGroup",
-            "autoscaling:CreateOrUpdateTags",
-            "autoscaling:UpdateAutoScalingGroup",
-            "autoscaling:AttachLoadBalancerTargetGroups",
-            "autoscaling:DetachLoadBalancerTargetGroups",
-            "autoscaling:DeleteAutoScalingGroup",
-            // Launching from a template that names an instance profile passes its role.
-            "iam:PassRole",
-            // The first group in an account creates Auto Scaling's service-linked role.
-            "iam:CreateServiceLinkedRole",
-            "ec2:RunInstances",
-            "ec2:CreateTags",
-        ]
     }
 }
 

@@ -292,7 +292,11 @@ impl Kit for InstanceRole {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let role = &current.id;
         // IAM refuses to delete a role with inline policies or in an instance profile.
         let call = self.aws.iam().await.list_role_policies().role_name(role);
@@ -490,7 +494,11 @@ impl Kit for InstanceProfile {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         // IAM refuses to delete a profile that still holds a role.
         if let Some(role) = current.attrs.get(ROLE).and_then(AttrValue::as_str) {
             self.remove_role(&current.id, role).await?;

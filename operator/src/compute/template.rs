@@ -28,7 +28,7 @@ use crate::aws::tags::{create_tags, tag_map};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads,
+    Kind, ObservedResource, Reads, Scope,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -425,7 +425,11 @@ impl Kit for LaunchTemplates {
         Ok(resource)
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.delete_launch_template();
         let result = call.launch_template_id(&current.id).send().await;
         let gone = [

@@ -290,7 +290,11 @@ impl Kit for DbClusterParameterGroup {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.rds().await.delete_db_cluster_parameter_group();
         let result = call
             .db_cluster_parameter_group_name(&current.id)

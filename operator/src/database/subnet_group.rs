@@ -172,7 +172,11 @@ impl Kit for DbSubnetGroup {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         // Still used by a cluster that is going away: `InvalidDBSubnetGroupStateFault`, which
         // classifies as pending and is tried again next pass.
         let call = self.aws.rds().await.delete_db_subnet_group();

@@ -753,7 +753,11 @@ impl Kit for Alarms {
         ))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.cloudwatch().await.delete_alarms();
         let result = call.alarm_names(&current.id).send().await;
         deletion(result, "ResourceNotFound", Deletion::Gone)

@@ -10,7 +10,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, error_code};
 use crate::engine::{
     ActError, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key, Kind,
-    ObservedResource, Reads,
+    ObservedResource, Reads, Scope,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -104,7 +104,11 @@ impl Kit for ElasticIps {
         Ok(resource)
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.release_address();
         match call.allocation_id(&current.id).send().await {
             Ok(_) => Ok(Deletion::Gone),

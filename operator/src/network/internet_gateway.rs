@@ -11,7 +11,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -148,7 +148,11 @@ impl Kit for InternetGateway {
         Ok(resource)
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         if let Some(vpc) = current.attrs.get(VPC_ID).and_then(AttrValue::as_str) {
             self.detach(&current.id, vpc).await?;
         }

@@ -15,7 +15,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads,
+    Kind, Lifecycle, ObservedResource, Reads, Scope,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -203,7 +203,11 @@ impl Kit for NatGateways {
         ))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.delete_nat_gateway();
         let result = call.nat_gateway_id(&current.id).send().await;
         deletion(result, "NatGatewayNotFound", Deletion::InProgress)

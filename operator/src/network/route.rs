@@ -16,7 +16,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, UpdateRequest,
+    Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -462,7 +462,11 @@ impl Kit for RouteTables {
         Ok(resource)
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         if let Some(AttrValue::Map(associations)) = current.attrs.get(ASSOCIATIONS) {
             self.sync_subnets(&current.id, associations, &BTreeSet::new())
                 .await?;

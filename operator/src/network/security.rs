@@ -25,7 +25,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, ObservedResource, Reads, UpdateRequest,
+    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -411,7 +411,11 @@ impl Kit for SecurityGroups {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.delete_security_group();
         let result = call.group_id(&current.id).send().await;
         deletion(result, "InvalidGroup.NotFound", Deletion::Gone)

@@ -11,7 +11,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
+    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -178,7 +178,11 @@ impl Kit for Subnets {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.delete_subnet().subnet_id(&current.id);
         deletion(
             call.send().await,

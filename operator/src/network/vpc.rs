@@ -15,7 +15,7 @@ use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::no_retries;
@@ -148,7 +148,11 @@ impl Kit for Vpc {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.ec2().await.delete_vpc().vpc_id(&current.id);
         deletion(call.send().await, "InvalidVpcID.NotFound", Deletion::Gone)
     }

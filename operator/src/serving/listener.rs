@@ -387,7 +387,11 @@ impl Kit for Listeners {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.elbv2().await.delete_listener();
         let result = call.listener_arn(&current.id).send().await;
         deletion(result, "ListenerNotFound", Deletion::Gone)

@@ -322,7 +322,11 @@ impl Kit for LoadBalancers {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         // The listeners go with it; its network interfaces linger a little, so the security
         // group's and subnets' deletes may answer DependencyViolation (retried) for a while.
         let call = self.aws.elbv2().await.delete_load_balancer();

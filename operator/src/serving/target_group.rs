@@ -410,7 +410,11 @@ impl Kit for TargetGroups {
         Ok(updated(&request))
     }
 
-    async fn send_delete(&self, current: &ObservedResource) -> Result<Deletion, ActError> {
+    async fn send_delete(
+        &self,
+        current: &ObservedResource,
+        _scope: &Scope,
+    ) -> Result<Deletion, ActError> {
         let call = self.aws.elbv2().await.delete_target_group();
         match call.target_group_arn(&current.id).send().await {
             Ok(_) => Ok(Deletion::Gone),
