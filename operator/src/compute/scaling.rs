@@ -19,11 +19,11 @@ use aws_sdk_autoscaling::types::{ScalingPolicy, StepAdjustment};
 
 use super::group::AutoScalingGroups;
 use super::{SCALING_POLICY, keys};
-use crate::aws::kit::required;
-use crate::aws::{AwsClients, classify, error_code};
+use crate::aws::kit::{Kit, Select, required};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -271,21 +271,24 @@ impl Component<Intent> for ScalingPolicies {
 }
 
 #[async_trait]
-impl Driver for ScalingPolicies {
-    fn kind(&self) -> Kind {
-        SCALING_POLICY
-    }
-
+impl Kit for ScalingPolicies {
+    const KIND: Kind = SCALING_POLICY;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribePolicies",
+        "autoscaling:PutScalingPolicy",
+        "autoscaling:DeletePolicy",
+    ];
     /// PutScalingPolicy creates or replaces the policy of that name.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
 
-    async fn observe(
+    /// The policies of the platform's groups, from the groups read once per observe.
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
+        let scope = select.scope();
         let mut found = Vec::new();
         for group in self.groups.shared(scope, reads).await?.iter() {
             let Some(revision) = keys::revision_of(&group.key, "auto-scaling-group") else {
@@ -296,17 +299,32 @@ impl Driver for ScalingPolicies {
         Ok(found)
     }
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+    /// The whole create is [`Kit::create_resource`], this kind's own.
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
+        Ok(self.create_resource(request).await?)
+    }
+
+    /// An upsert: the SDK's own retries suffice, since a retried put replaces the same policy.
+    async fn create_resource(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         self.put(request.key, request.attrs, request.scope).await
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         // PutScalingPolicy replaces the whole definition: send every field.
         self.put(&request.current.key, request.attrs, request.scope)
             .await
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
         scope: &Scope,
@@ -332,14 +350,5 @@ impl Driver for ScalingPolicies {
             Err(e) if error_code(&e) == Some("ValidationError") => Ok(Deletion::Gone),
             Err(e) => Err(classify(&e)),
         }
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "autoscaling:DescribeAutoScalingGroups",
-            "autoscaling:DescribePolicies",
-            "autoscaling:PutScalingPolicy",
-            "autoscaling:DeletePolicy",
-        ]
     }
 }
