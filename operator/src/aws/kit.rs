@@ -253,6 +253,14 @@ where
     }
 }
 
+/// A set field's members (none when the field is absent or not a set).
+pub fn set_of(value: Option<&AttrValue>) -> std::collections::BTreeSet<AttrValue> {
+    match value {
+        Some(AttrValue::Set(items)) => items.clone(),
+        _ => std::collections::BTreeSet::new(),
+    }
+}
+
 /// A string field a driver needs, or a refusal naming it (a bug in the component's `desired`,
 /// since the engine hands every desired field over).
 pub fn required<'a>(attrs: &'a Attrs, field: &str) -> Result<&'a str, ActError> {

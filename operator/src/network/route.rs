@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable, Tag};
 use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, set_of, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
@@ -135,13 +135,6 @@ fn observed_table(table: &RouteTable, key: Key) -> Option<ObservedResource> {
         AttrValue::set(associations.keys().map(|s| AttrValue::str(s.as_str()))),
     );
     Some(resource.attr(ASSOCIATIONS, AttrValue::Map(associations)))
-}
-
-fn set_of(value: Option<&AttrValue>) -> BTreeSet<AttrValue> {
-    match value {
-        Some(AttrValue::Set(items)) => items.clone(),
-        _ => BTreeSet::new(),
-    }
 }
 
 impl RouteTables {

@@ -20,7 +20,7 @@ use aws_sdk_ec2::types::{
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required, set_of, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{AwsClients, SendError, classify, deletion};
 use crate::engine::{
@@ -184,13 +184,6 @@ pub fn permission_of(rule: &AttrValue) -> Option<IpPermission> {
         };
     }
     Some(permission.build())
-}
-
-fn set_of(value: Option<&AttrValue>) -> BTreeSet<AttrValue> {
-    match value {
-        Some(AttrValue::Set(items)) => items.clone(),
-        _ => BTreeSet::new(),
-    }
 }
 
 fn observed_group(group: &SecurityGroup, key: Key) -> Option<ObservedResource> {
