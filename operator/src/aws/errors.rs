@@ -215,6 +215,11 @@ pub enum LostAnswer {
     /// it), and the engine's journal holds the component until AWS lists what was made or the
     /// visibility window has passed.
     AwaitVisibility,
+    /// The create call is idempotent as AWS defines it: a put that rewrites the resource of its
+    /// name (PutMetricAlarm, PutScalingPolicy), or a create that answers a same-name call with
+    /// the existing resource (CreateTopic, Subscribe). It is sent with the SDK's own retries,
+    /// and nothing is looked for.
+    Idempotent,
 }
 
 /// Runs a create so that a lost response never makes a duplicate: `create` must send the call

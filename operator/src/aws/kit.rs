@@ -5,12 +5,14 @@
 //!   component again after a create whose answer was lost ([`find`]) and refuses updates of
 //!   kinds with nothing to change in place; the kind writes its calls and the mapping of
 //!   AWS's answer.
-//! - [`Ec2Listing`]: an EC2 kind's describe. The kit builds the tag filters, pages through the
-//!   describe and keeps only what the platform's own tags name ([`ec2_list`]).
+//! - [`Listing`]: how a kind lists the platform's resources. An EC2 kind only maps one item
+//!   ([`Ec2Listing`]): the kit builds the tag filters, pages through the describe
+//!   ([`Ec2Item`]) and keeps only what the platform's own tags name.
+//! - [`driver!`](crate::driver): a kind's struct, its `new` and its clients ([`Acts`]).
 //! - [`required`], [`updated`], [`not_updatable`]: reading a desired field, the resource after
 //!   an in-place update, and the refusal of a kind with nothing to change in place.
-//! - [`no_retries!`](crate::no_retries): the SDK's retries off for a create that
-//!   [`create_or_find`] retries itself.
+//! - [`send_once!`](crate::send_once) and [`no_retries!`](crate::no_retries): the SDK's
+//!   retries off for a create that [`create_or_find`] retries itself.
 //!
 //! Rate limiting and call counting stay in [`AwsClients`](super::AwsClients): every call goes
 //! through its accessors, the kit's included.
@@ -20,11 +22,12 @@ use aws_sdk_ec2::types::{Filter, Tag};
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+use super::AwsClients;
 use super::errors::{LostAnswer, SendError, classify, create_or_find, error_code};
 use super::tags::{component_filter, component_key, platform_filter};
 use crate::engine::{
-    ActError, AttrValue, Attrs, CreateRequest, Deletion, Driver, Key, Kind, ObservedResource,
-    Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Attrs, CreateRequest, Deletion, Driver, Key, Kind, Lifecycle,
+    ObservedResource, Reads, Scope, UpdateRequest,
 };
 
 /// Which of the platform's resources a listing asks AWS for.
@@ -54,6 +57,14 @@ impl Select<'_> {
         }
     }
 
+    /// Whether the selection takes the resource of component `key`.
+    pub fn wants(&self, key: &Key) -> bool {
+        match self {
+            Self::Platform(_) => true,
+            Self::Component(_, wanted) => *wanted == key,
+        }
+    }
+
     /// The EC2 describe filters that select it.
     pub fn ec2_filters(&self) -> Vec<Filter> {
         match self {
@@ -66,10 +77,10 @@ impl Select<'_> {
 /// One kind of resource as the kit drives it: its identity (kind, IAM actions, how a lost
 /// create behaves), how the platform's resources of the kind are listed, and its create, update
 /// and delete calls. Every `Kit` is a [`Driver`]: the kit writes the observe, the find after a
-/// lost create and the not-updatable refusal. EC2 kinds list through [`Ec2Listing`]
-/// ([`ec2_list`]); kinds found by their deterministic name list by that name.
+/// lost create and the not-updatable refusal. EC2 kinds list through [`Ec2Listing`]; kinds
+/// found by their deterministic name write their [`Listing`].
 #[async_trait]
-pub trait Kit: Send + Sync {
+pub trait Kit: Listing + Send + Sync {
     /// The kind.
     const KIND: Kind;
     /// Every IAM action its calls need.
@@ -77,19 +88,12 @@ pub trait Kit: Send + Sync {
     /// What a create does when its answer is lost and AWS does not list what it made:
     /// [`LostAnswer::SendAgain`] for a create that carries a client token or that AWS answers
     /// by name with the existing resource (then the journal never holds it back),
+    /// [`LostAnswer::Idempotent`] for a put, or a create AWS itself makes idempotent by name,
     /// [`LostAnswer::AwaitVisibility`] otherwise.
     const LOST_ANSWER: LostAnswer = LostAnswer::AwaitVisibility;
     /// The codes AWS answers a create of something that exists already with (then the
     /// platform's own is found again, and anything else is a refusal).
     const DUPLICATE_CODES: &'static [&'static str] = &[];
-
-    /// The resources `select` asks for, each under the component key its tags (or name)
-    /// give it. `reads` shares answers with other kinds within one observe.
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError>;
 
     /// Sends the create once, tagged in the same call, with the SDK's retries off
     /// ([`no_retries!`](crate::no_retries)): the kit retries it, looking first.
@@ -106,8 +110,9 @@ pub trait Kit: Send + Sync {
         Ok(made)
     }
 
-    /// The whole create: by default [`send_create`](Self::send_create) through
-    /// [`create_or_find`] with the kind's [`find`], then [`after_create`](Self::after_create).
+    /// The whole create: [`send_create`](Self::send_create) through [`create_or_find`] with the
+    /// kind's [`find`] (an idempotent call, [`LostAnswer::Idempotent`], is sent as it is), then
+    /// [`after_create`](Self::after_create).
     async fn create_resource(
         &self,
         request: &CreateRequest<'_>,
@@ -115,6 +120,10 @@ pub trait Kit: Send + Sync {
     where
         Self: Sized,
     {
+        if Self::LOST_ANSWER == LostAnswer::Idempotent {
+            let made = self.send_create(request).await.map_err(|e| e.error)?;
+            return self.after_create(made, request).await;
+        }
         let made = create_or_find(
             Self::LOST_ANSWER,
             Self::DUPLICATE_CODES,
@@ -152,7 +161,10 @@ impl<K: Kit> Driver for K {
     }
 
     fn idempotent_create(&self) -> bool {
-        K::LOST_ANSWER == LostAnswer::SendAgain
+        matches!(
+            K::LOST_ANSWER,
+            LostAnswer::SendAgain | LostAnswer::Idempotent
+        )
     }
 
     async fn observe(
@@ -181,7 +193,8 @@ impl<K: Kit> Driver for K {
 }
 
 /// The resource of `key`, read afresh: what a create that lost its answer made, or a
-/// duplicate-name answer's resource.
+/// duplicate-name answer's resource. One being deleted is an older one, not what the create
+/// made.
 pub async fn find<K: Kit>(
     kind: &K,
     scope: &Scope,
@@ -190,21 +203,94 @@ pub async fn find<K: Kit>(
     let found = kind
         .list(Select::Component(scope, key), &Reads::new())
         .await?;
-    Ok(found.into_iter().find(|r| &r.key == key))
+    Ok(found
+        .into_iter()
+        .find(|r| &r.key == key && r.lifecycle != Lifecycle::Deleting))
 }
 
-/// How an EC2 kind is described: the kit filters the describe by Plinth's tags, pages through
-/// it and keeps only what the platform's own tags name ([`ec2_list`]).
+/// How a kind lists the platform's resources: the one piece of a [`Kit`] every EC2 kind gets
+/// from [`Ec2Listing`] and every other kind writes (found by its deterministic name, or read
+/// from what [`Reads`] shares).
 #[async_trait]
-pub trait Ec2Listing: Send + Sync {
-    /// What the describe call returns a list of (`Vpc`, `Subnet`, …).
-    type Item: Send + Sync;
+pub trait Listing: Send + Sync {
+    /// The resources `select` asks for, each under the component key its tags (or name)
+    /// give it. `reads` shares answers with other kinds within one observe.
+    async fn list(
+        &self,
+        select: Select<'_>,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError>;
+}
 
-    /// Every item that matches `filters`, every page.
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError>;
+/// What a driver acts through: the region's rate-limited, counted clients.
+pub trait Acts {
+    /// The clients.
+    fn aws(&self) -> &AwsClients;
+}
+
+/// An EC2 type the kit can describe: its describe call, every page, and its tags.
+#[async_trait]
+pub trait Ec2Item: Sized + Send + Sync {
+    /// Every item that matches `filters`.
+    async fn describe(aws: &AwsClients, filters: Vec<Filter>) -> Result<Vec<Self>, ActError>;
 
     /// The item's tags.
-    fn tags(item: &Self::Item) -> &[Tag];
+    fn item_tags(&self) -> &[Tag];
+}
+
+/// The [`Ec2Item`] of each EC2 type described through a paginator (its describe call and the
+/// name of the call's filter setter, which DescribeNatGateways spells `set_filter`).
+macro_rules! paged_ec2_items {
+    ($($item:ident: $call:ident, $filters:ident;)*) => {$(
+        #[async_trait]
+        impl Ec2Item for aws_sdk_ec2::types::$item {
+            async fn describe(
+                aws: &AwsClients,
+                filters: Vec<Filter>,
+            ) -> Result<Vec<Self>, ActError> {
+                let call = aws.ec2().await.$call().$filters(Some(filters));
+                let pages = call.into_paginator().items().send();
+                pages.try_collect().await.map_err(|e| classify(&e))
+            }
+
+            fn item_tags(&self) -> &[Tag] {
+                self.tags()
+            }
+        }
+    )*};
+}
+
+paged_ec2_items! {
+    Vpc: describe_vpcs, set_filters;
+    Subnet: describe_subnets, set_filters;
+    InternetGateway: describe_internet_gateways, set_filters;
+    NatGateway: describe_nat_gateways, set_filter;
+    RouteTable: describe_route_tables, set_filters;
+    SecurityGroup: describe_security_groups, set_filters;
+    LaunchTemplate: describe_launch_templates, set_filters;
+}
+
+#[async_trait]
+impl Ec2Item for aws_sdk_ec2::types::Address {
+    /// DescribeAddresses has no pages: one answer holds every match.
+    async fn describe(aws: &AwsClients, filters: Vec<Filter>) -> Result<Vec<Self>, ActError> {
+        let call = aws.ec2().await.describe_addresses();
+        let output = call.set_filters(Some(filters)).send().await;
+        Ok(output.map_err(|e| classify(&e))?.addresses().to_vec())
+    }
+
+    fn item_tags(&self) -> &[Tag] {
+        self.tags()
+    }
+}
+
+/// An EC2 kind: what its describe answers ([`Ec2Item`]) and how one item maps to what the
+/// engine observes. The kit filters the describe by Plinth's tags, pages through it and keeps
+/// only what the platform's own tags name: the kind's [`Listing`].
+#[async_trait]
+pub trait Ec2Listing: Acts + Send + Sync {
+    /// What the describe call returns a list of (`Vpc`, `Subnet`, …).
+    type Item: Ec2Item;
 
     /// The item as observed under `key`: `None` leaves it out (AWS still lists it but it is
     /// gone: a `deleted` NAT gateway).
@@ -215,26 +301,26 @@ pub trait Ec2Listing: Send + Sync {
     ) -> Result<Option<ObservedResource>, ActError>;
 }
 
-/// The resources `select` asks for, each under the component key its tags name. An item whose
-/// tags are not the platform's is left out even if the filter let it through, so nothing
-/// untagged is ever touched.
-pub async fn ec2_list<K: Ec2Listing>(
-    kind: &K,
-    select: Select<'_>,
-) -> Result<Vec<ObservedResource>, ActError> {
-    let mut found = Vec::new();
-    for item in kind.describe(select.ec2_filters()).await? {
-        let Some(key) = component_key(K::tags(&item), select.scope()) else {
-            continue;
-        };
-        if let Select::Component(_, wanted) = select
-            && &key != wanted
-        {
-            continue;
+/// An item whose tags are not the platform's is left out even if the filter let it through,
+/// so nothing untagged is ever touched.
+#[async_trait]
+impl<K: Ec2Listing> Listing for K {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let mut found = Vec::new();
+        for item in K::Item::describe(self.aws(), select.ec2_filters()).await? {
+            let Some(key) = component_key(item.item_tags(), select.scope()) else {
+                continue;
+            };
+            if select.wants(&key) {
+                found.extend(self.observed(&item, key).await?);
+            }
         }
-        found.extend(kind.observed(&item, key).await?);
+        Ok(found)
     }
-    Ok(found)
 }
 
 /// A call's outcome where the AWS error codes in `done` mean the call's purpose holds already
@@ -304,5 +390,43 @@ pub fn not_updatable(request: &UpdateRequest<'_>) -> ActError {
 macro_rules! no_retries {
     ($sdk:ident) => {
         $sdk::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
+    };
+}
+
+/// Sends a create call once, with the SDK's retries off ([`no_retries!`](crate::no_retries)),
+/// for a [`Kit::send_create`]: `send_once!(aws_sdk_ec2, call)`.
+#[macro_export]
+macro_rules! send_once {
+    ($sdk:ident, $call:expr) => {
+        $call
+            .customize()
+            .config_override($crate::no_retries!($sdk))
+            .send()
+            .await
+    };
+}
+
+/// Declares a kind's driver: a struct that acts through the region's clients, its `new` and
+/// its [`Acts`](crate::aws::kit::Acts).
+#[macro_export]
+macro_rules! driver {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            aws: $crate::aws::AwsClients,
+        }
+
+        impl $name {
+            /// The driver acting through `aws`.
+            pub fn new(aws: $crate::aws::AwsClients) -> Self {
+                Self { aws }
+            }
+        }
+
+        impl $crate::aws::kit::Acts for $name {
+            fn aws(&self) -> &$crate::aws::AwsClients {
+                &self.aws
+            }
+        }
     };
 }

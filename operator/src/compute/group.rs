@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
-use crate::aws::kit::{Kit, Select, required, updated};
-use crate::aws::{AwsClients, SendError, classify, error_code};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{SendError, classify, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
     DesiredResource, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
@@ -182,17 +183,12 @@ fn strings(value: Option<&AttrValue>) -> BTreeSet<String> {
     }
 }
 
-/// The Auto Scaling groups component.
-pub struct AutoScalingGroups {
-    aws: AwsClients,
-}
+driver!(
+    /// The Auto Scaling groups component.
+    AutoScalingGroups
+);
 
 impl AutoScalingGroups {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// The platform's groups, read once per observe for the groups and their scaling policies.
     pub async fn shared(
         &self,
@@ -277,6 +273,25 @@ impl Component<Intent> for AutoScalingGroups {
 }
 
 #[async_trait]
+impl Listing for AutoScalingGroups {
+    /// The platform's groups, read once per observe (their policies need them too); one
+    /// component's by its deterministic name.
+    async fn list(
+        &self,
+        select: Select<'_>,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        match select {
+            Select::Platform(scope) => Ok(self.shared(scope, reads).await?.as_ref().clone()),
+            Select::Component(scope, key) => {
+                let name = scope.name_for(key, NAME_LEN);
+                Ok(self.find(&name, scope).await?.into_iter().collect())
+            }
+        }
+    }
+}
+
+#[async_trait]
 impl Kit for AutoScalingGroups {
     const KIND: Kind = AUTO_SCALING_GROUP;
     const IAM_ACTIONS: &'static [&'static str] = &[
@@ -295,22 +310,6 @@ impl Kit for AutoScalingGroups {
         "ec2:CreateTags",
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["AlreadyExists"];
-
-    /// The platform's groups, read once per observe (their policies need them too); one
-    /// component's by its deterministic name.
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        match select {
-            Select::Platform(scope) => Ok(self.shared(scope, reads).await?.as_ref().clone()),
-            Select::Component(scope, key) => {
-                let name = scope.name_for(key, NAME_LEN);
-                Ok(self.find(&name, scope).await?.into_iter().collect())
-            }
-        }
-    }
 
     async fn send_create(
         &self,
@@ -342,21 +341,20 @@ impl Kit for AutoScalingGroups {
             .version(TEMPLATE_VERSION)
             .build();
         let call = self.aws.autoscaling().await.create_auto_scaling_group();
-        call.auto_scaling_group_name(&name)
-            .launch_template(template)
-            .min_size(number(request.attrs, MIN_SIZE)?)
-            .max_size(number(request.attrs, MAX_SIZE)?)
-            .desired_capacity(number(request.attrs, DESIRED_CAPACITY)?)
-            .vpc_zone_identifier(subnets.join(","))
-            .set_target_group_arns(Some(target_groups))
-            .health_check_type(required(request.attrs, HEALTH_CHECK_TYPE)?)
-            .health_check_grace_period(number(request.attrs, HEALTH_CHECK_GRACE)?)
-            .default_cooldown(number(request.attrs, DEFAULT_COOLDOWN)?)
-            .set_tags(Some(tags))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_autoscaling))
-            .send()
-            .await?;
+        crate::send_once!(
+            aws_sdk_autoscaling,
+            call.auto_scaling_group_name(&name)
+                .launch_template(template)
+                .min_size(number(request.attrs, MIN_SIZE)?)
+                .max_size(number(request.attrs, MAX_SIZE)?)
+                .desired_capacity(number(request.attrs, DESIRED_CAPACITY)?)
+                .vpc_zone_identifier(subnets.join(","))
+                .set_target_group_arns(Some(target_groups))
+                .health_check_type(required(request.attrs, HEALTH_CHECK_TYPE)?)
+                .health_check_grace_period(number(request.attrs, HEALTH_CHECK_GRACE)?)
+                .default_cooldown(number(request.attrs, DEFAULT_COOLDOWN)?)
+                .set_tags(Some(tags))
+        )?;
         Ok(ObservedResource::new(
             AUTO_SCALING_GROUP,
             request.key,

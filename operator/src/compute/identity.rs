@@ -15,8 +15,9 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
-use crate::aws::kit::{Kit, Select, required, updated};
-use crate::aws::{AwsClients, SendError, classify, error_code};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{SendError, classify, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
@@ -91,17 +92,12 @@ where
     found(result).map(|_| ())
 }
 
-/// The instances' role.
-pub struct InstanceRole {
-    aws: AwsClients,
-}
+driver!(
+    /// The instances' role.
+    InstanceRole
+);
 
 impl InstanceRole {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// The log statement for `scope`'s platform in these clients' region.
     fn logs(&self, scope: &Scope) -> AttrValue {
         log_statement(self.aws.region(), scope.platform())
@@ -189,6 +185,21 @@ impl Component<Intent> for InstanceRole {
 }
 
 #[async_trait]
+impl Listing for InstanceRole {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let Some((scope, key)) = select.singleton(keys::INSTANCE_ROLE) else {
+            return Ok(Vec::new());
+        };
+        let name = scope.name_for(&key, ROLE_NAME_LEN);
+        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
+    }
+}
+
+#[async_trait]
 impl Kit for InstanceRole {
     const KIND: Kind = IAM_ROLE;
     const IAM_ACTIONS: &'static [&'static str] = &[
@@ -206,18 +217,6 @@ impl Kit for InstanceRole {
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let Some((scope, key)) = select.singleton(keys::INSTANCE_ROLE) else {
-            return Ok(Vec::new());
-        };
-        let name = scope.name_for(&key, ROLE_NAME_LEN);
-        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -230,15 +229,13 @@ impl Kit for InstanceRole {
         let name = request.name(ROLE_NAME_LEN);
         let platform = request.scope.platform();
         let call = self.aws.iam().await.create_role().role_name(&name);
-        let output = call
-            .path(path)
-            .assume_role_policy_document(&trust)
-            .description(format!("Plinth app instances of {platform}"))
-            .set_tags(Some(iam_tags(request)?))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_iam))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_iam,
+            call.path(path)
+                .assume_role_policy_document(&trust)
+                .description(format!("Plinth app instances of {platform}"))
+                .set_tags(Some(iam_tags(request)?))
+        )?;
         let arn = output
             .role()
             .map(|r| r.arn().to_owned())
@@ -333,17 +330,12 @@ impl Kit for InstanceRole {
     }
 }
 
-/// The instance profile holding the role.
-pub struct InstanceProfile {
-    aws: AwsClients,
-}
+driver!(
+    /// The instance profile holding the role.
+    InstanceProfile
+);
 
 impl InstanceProfile {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn find(
         &self,
         name: &str,
@@ -418,6 +410,21 @@ impl Component<Intent> for InstanceProfile {
 }
 
 #[async_trait]
+impl Listing for InstanceProfile {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        let Some((scope, key)) = select.singleton(keys::INSTANCE_PROFILE) else {
+            return Ok(Vec::new());
+        };
+        let name = scope.name_for(&key, PROFILE_NAME_LEN);
+        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
+    }
+}
+
+#[async_trait]
 impl Kit for InstanceProfile {
     const KIND: Kind = INSTANCE_PROFILE;
     const IAM_ACTIONS: &'static [&'static str] = &[
@@ -430,18 +437,6 @@ impl Kit for InstanceProfile {
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        let Some((scope, key)) = select.singleton(keys::INSTANCE_PROFILE) else {
-            return Ok(Vec::new());
-        };
-        let name = scope.name_for(&key, PROFILE_NAME_LEN);
-        Ok(self.find(&name, &key, scope).await?.into_iter().collect())
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -449,14 +444,12 @@ impl Kit for InstanceProfile {
         let path = required(request.attrs, PATH)?;
         let name = request.name(PROFILE_NAME_LEN);
         let call = self.aws.iam().await.create_instance_profile();
-        let output = call
-            .instance_profile_name(&name)
-            .path(path)
-            .set_tags(Some(iam_tags(request)?))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_iam))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_iam,
+            call.instance_profile_name(&name)
+                .path(path)
+                .set_tags(Some(iam_tags(request)?))
+        )?;
         let arn = output.instance_profile().map(|p| p.arn().to_owned());
         Ok(
             ObservedResource::new(INSTANCE_PROFILE, request.key, name.as_str())

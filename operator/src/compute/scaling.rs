@@ -19,7 +19,7 @@ use aws_sdk_autoscaling::types::{ScalingPolicy, StepAdjustment};
 
 use super::group::AutoScalingGroups;
 use super::{SCALING_POLICY, keys};
-use crate::aws::kit::{Kit, Select, required};
+use crate::aws::kit::{Kit, Listing, Select, required};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
@@ -271,17 +271,7 @@ impl Component<Intent> for ScalingPolicies {
 }
 
 #[async_trait]
-impl Kit for ScalingPolicies {
-    const KIND: Kind = SCALING_POLICY;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribePolicies",
-        "autoscaling:PutScalingPolicy",
-        "autoscaling:DeletePolicy",
-    ];
-    /// PutScalingPolicy creates or replaces the policy of that name.
-    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
-
+impl Listing for ScalingPolicies {
     /// The policies of the platform's groups, from the groups read once per observe.
     async fn list(
         &self,
@@ -298,21 +288,25 @@ impl Kit for ScalingPolicies {
         }
         Ok(found)
     }
+}
 
-    /// The whole create is [`Kit::create_resource`], this kind's own.
+#[async_trait]
+impl Kit for ScalingPolicies {
+    const KIND: Kind = SCALING_POLICY;
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribePolicies",
+        "autoscaling:PutScalingPolicy",
+        "autoscaling:DeletePolicy",
+    ];
+    /// PutScalingPolicy creates or replaces the policy of that name.
+    const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
+
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        Ok(self.create_resource(request).await?)
-    }
-
-    /// An upsert: the SDK's own retries suffice, since a retried put replaces the same policy.
-    async fn create_resource(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
-        self.put(request.key, request.attrs, request.scope).await
+        Ok(self.put(request.key, request.attrs, request.scope).await?)
     }
 
     async fn update_in_place(

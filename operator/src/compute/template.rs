@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest,
+    InstanceType, LaunchTemplate, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
     LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
@@ -23,12 +23,13 @@ use aws_sdk_ec2::types::{
 
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required};
+use crate::aws::kit::{Ec2Listing, Kit, ignore, required};
 use crate::aws::tags::{create_tags, tag_map};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify};
+use crate::aws::{LostAnswer, SendError, classify};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope,
+    Kind, ObservedResource, Scope,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -228,17 +229,12 @@ fn data_attrs(
     resource
 }
 
-/// The launch templates component.
-pub struct LaunchTemplates {
-    aws: AwsClients,
-}
+driver!(
+    /// The launch templates component.
+    LaunchTemplates
+);
 
 impl LaunchTemplates {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// The template as found, with its default version's data.
     async fn read(
         &self,
@@ -286,17 +282,6 @@ impl Component<Intent> for LaunchTemplates {
 impl Ec2Listing for LaunchTemplates {
     type Item = LaunchTemplate;
 
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<LaunchTemplate>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        let call = ec2.describe_launch_templates().set_filters(Some(filters));
-        let pages = call.into_paginator().items().send();
-        pages.try_collect().await.map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &LaunchTemplate) -> &[Tag] {
-        item.tags()
-    }
-
     async fn observed(
         &self,
         template: &LaunchTemplate,
@@ -322,14 +307,6 @@ impl Kit for LaunchTemplates {
         "InvalidLaunchTemplateName.AlreadyExistsException",
         "IdempotentParameterMismatch",
     ];
-
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
 
     async fn send_create(
         &self,
@@ -391,16 +368,14 @@ impl Kit for LaunchTemplates {
             .build();
         let name = request.name(NAME_LEN);
         let call = self.aws.ec2().await.create_launch_template();
-        let output = call
-            .launch_template_name(&name)
-            .launch_template_data(data)
-            .tag_specifications(tag_spec)
-            .client_token(request.client_token)
-            .version_description(format!("Plinth revision {revision}"))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_ec2,
+            call.launch_template_name(&name)
+                .launch_template_data(data)
+                .tag_specifications(tag_spec)
+                .client_token(request.client_token)
+                .version_description(format!("Plinth revision {revision}"))
+        )?;
         let template = output.launch_template();
         let id = template.and_then(|t| t.launch_template_id());
         Ok(ObservedResource::new(

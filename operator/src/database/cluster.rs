@@ -15,12 +15,13 @@ use super::{
     ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_tag_map,
     rds_tags,
 };
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion, error_code};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{SendError, classify, deletion, error_code};
+use crate::driver;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Driver, Field, Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    Field, Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::keys as net;
@@ -150,22 +151,17 @@ pub fn lifecycle(status: &str) -> Lifecycle {
     }
 }
 
-/// The cluster component.
-pub struct DbCluster {
-    aws: AwsClients,
-}
+driver!(
+    /// The cluster component.
+    DbCluster
+);
 
 impl DbCluster {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// The platform's cluster: RDS has no tag filter on describe, and paging through the
     /// account's clusters would cost more the more platforms share the region, so it is asked
     /// for by its deterministic identifier (a filter, so "none" is an empty answer) and its
     /// tags confirm it is `scope`'s.
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn of_platform(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let call = self.aws.rds().await.describe_db_clusters();
         let pages = call.filters(cluster_filter(scope)).into_paginator();
         let clusters: Vec<AwsCluster> = pages
@@ -340,20 +336,22 @@ impl Component<Intent> for DbCluster {
 }
 
 #[async_trait]
-impl Driver for DbCluster {
-    fn kind(&self) -> Kind {
-        DB_CLUSTER
+impl Listing for DbCluster {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+        let found = self.of_platform(select.scope()).await?;
+        Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
+}
 
-    async fn observe(
+#[async_trait]
+impl Kit for DbCluster {
+    const KIND: Kind = DB_CLUSTER;
+    const DUPLICATE_CODES: &'static [&'static str] = &["DBClusterAlreadyExistsFault"];
+
+    async fn send_create(
         &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
-    }
-
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
         let attrs = request.attrs;
@@ -364,65 +362,58 @@ impl Driver for DbCluster {
         let scaling = scaling(attrs)?;
         let subnet_group = required(attrs, SUBNET_GROUP)?;
         let parameter_group = required(attrs, PARAMETER_GROUP)?;
-        let resource = create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["DBClusterAlreadyExistsFault"],
-            || async {
-                let output = self
-                    .aws
-                    .rds()
-                    .await
-                    .create_db_cluster()
-                    .db_cluster_identifier(&id)
-                    .engine(text(attrs, ENGINE).unwrap_or(AURORA_MYSQL))
-                    .set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned))
-                    .serverless_v2_scaling_configuration(scaling.clone())
-                    .storage_encrypted(flag(attrs, STORAGE_ENCRYPTED).unwrap_or(true))
-                    .set_backup_retention_period(
-                        attrs
-                            .get(BACKUP_RETENTION_DAYS)
-                            .and_then(AttrValue::as_int)
-                            .and_then(|d| i32::try_from(d).ok()),
-                    )
-                    .set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned))
-                    .set_preferred_maintenance_window(
-                        text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
-                    )
-                    .copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT).unwrap_or(true))
-                    .deletion_protection(flag(attrs, DELETION_PROTECTION).unwrap_or(true))
-                    .set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)))
-                    .db_subnet_group_name(subnet_group)
-                    .db_cluster_parameter_group_name(parameter_group)
-                    .master_username(text(attrs, MASTER_USERNAME).unwrap_or(MASTER_USER))
-                    .database_name(text(attrs, DATABASE_NAME).unwrap_or(super::APP_DATABASE))
-                    .manage_master_user_password(true)
-                    .set_tags(Some(rds_tags(&tags)))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_rds))
-                    .send()
-                    .await?;
-                Ok(output
-                    .db_cluster()
-                    .and_then(|c| observed(c, scope))
-                    .unwrap_or_else(|| {
-                        ObservedResource::new(DB_CLUSTER, request.key, &id)
-                            .lifecycle(Lifecycle::Pending)
-                    }))
-            },
-            || async {
-                Ok(self
-                    .list(scope)
-                    .await?
-                    .into_iter()
-                    .find(|c| &c.key == request.key && c.lifecycle != Lifecycle::Deleting))
-            },
-        )
-        .await?;
-        tracing::info!(cluster = %resource.id, "created the Aurora cluster");
-        Ok(resource)
+        let output = crate::send_once!(
+            aws_sdk_rds,
+            self.aws
+                .rds()
+                .await
+                .create_db_cluster()
+                .db_cluster_identifier(&id)
+                .engine(text(attrs, ENGINE).unwrap_or(AURORA_MYSQL))
+                .set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned))
+                .serverless_v2_scaling_configuration(scaling.clone())
+                .storage_encrypted(flag(attrs, STORAGE_ENCRYPTED).unwrap_or(true))
+                .set_backup_retention_period(
+                    attrs
+                        .get(BACKUP_RETENTION_DAYS)
+                        .and_then(AttrValue::as_int)
+                        .and_then(|d| i32::try_from(d).ok()),
+                )
+                .set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned))
+                .set_preferred_maintenance_window(
+                    text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
+                )
+                .copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT).unwrap_or(true))
+                .deletion_protection(flag(attrs, DELETION_PROTECTION).unwrap_or(true))
+                .set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)))
+                .db_subnet_group_name(subnet_group)
+                .db_cluster_parameter_group_name(parameter_group)
+                .master_username(text(attrs, MASTER_USERNAME).unwrap_or(MASTER_USER))
+                .database_name(text(attrs, DATABASE_NAME).unwrap_or(super::APP_DATABASE))
+                .manage_master_user_password(true)
+                .set_tags(Some(rds_tags(&tags)))
+        )?;
+        Ok(output
+            .db_cluster()
+            .and_then(|c| observed(c, scope))
+            .unwrap_or_else(|| {
+                ObservedResource::new(DB_CLUSTER, request.key, &id).lifecycle(Lifecycle::Pending)
+            }))
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn after_create(
+        &self,
+        made: ObservedResource,
+        _: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
+        tracing::info!(cluster = %made.id, "created the Aurora cluster");
+        Ok(made)
+    }
+
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         let changed: BTreeSet<&str> = request.changed.iter().map(String::as_str).collect();
         let attrs = request.attrs;
         let id = &request.current.id;
@@ -514,7 +505,7 @@ impl Driver for DbCluster {
         Ok(resource)
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
         _scope: &Scope,
@@ -560,20 +551,18 @@ impl Driver for DbCluster {
         deletion(result, "DBClusterNotFoundFault", Deletion::InProgress)
     }
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBClusters",
-            "rds:CreateDBCluster",
-            "rds:ModifyDBCluster",
-            "rds:DeleteDBCluster",
-            "rds:CreateDBClusterSnapshot",
-            "rds:AddTagsToResource",
-            // RDS creates and tags the master user secret with the caller's permissions.
-            "secretsmanager:CreateSecret",
-            "secretsmanager:TagResource",
-            "kms:DescribeKey",
-            // Tagging what a `Retain` teardown leaves behind (`database::mark_retained`).
-            "ec2:CreateTags",
-        ]
-    }
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "rds:DescribeDBClusters",
+        "rds:CreateDBCluster",
+        "rds:ModifyDBCluster",
+        "rds:DeleteDBCluster",
+        "rds:CreateDBClusterSnapshot",
+        "rds:AddTagsToResource",
+        // RDS creates and tags the master user secret with the caller's permissions.
+        "secretsmanager:CreateSecret",
+        "secretsmanager:TagResource",
+        "kms:DescribeKey",
+        // Tagging what a `Retain` teardown leaves behind (`database::mark_retained`).
+        "ec2:CreateTags",
+    ];
 }

@@ -8,11 +8,12 @@ use aws_sdk_rds::types::DbInstance as AwsInstance;
 
 use super::cluster::{AURORA_MYSQL, cluster_filter};
 use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_tags};
-use crate::aws::kit::required;
-use crate::aws::{AwsClients, LostAnswer, classify, create_or_find, deletion};
+use crate::aws::kit::{Kit, Listing, Select, required};
+use crate::aws::{SendError, classify, deletion};
+use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Driver,
-    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -89,21 +90,16 @@ fn observed(instance: &AwsInstance, scope: &Scope) -> Option<ObservedResource> {
     Some(r)
 }
 
-/// The instances component.
-pub struct DbInstances {
-    aws: AwsClients,
-}
+driver!(
+    /// The instances component.
+    DbInstances
+);
 
 impl DbInstances {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// The platform's instances: those of its cluster (by the cluster's deterministic
     /// identifier, so the cost does not grow with other platforms' instances), each confirmed
     /// by its tags. An Aurora instance cannot outlive its cluster, so none is missed.
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    async fn of_platform(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
         let call = self.aws.rds().await.describe_db_instances();
         let pages = call.filters(cluster_filter(scope)).into_paginator();
         let instances: Vec<AwsInstance> = pages
@@ -165,66 +161,55 @@ impl Component<Intent> for DbInstances {
 }
 
 #[async_trait]
-impl Driver for DbInstances {
-    fn kind(&self) -> Kind {
-        DB_INSTANCE
+impl Listing for DbInstances {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+        let found = self.of_platform(select.scope()).await?;
+        Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
+}
 
-    async fn observe(
+#[async_trait]
+impl Kit for DbInstances {
+    const KIND: Kind = DB_INSTANCE;
+    const DUPLICATE_CODES: &'static [&'static str] =
+        &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"];
+
+    async fn send_create(
         &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
-    }
-
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
         let cluster = required(request.attrs, CLUSTER)?;
         let zone = required(request.attrs, AVAILABILITY_ZONE)?;
         let class = required(request.attrs, INSTANCE_CLASS)?;
         let engine = required(request.attrs, ENGINE)?;
-        create_or_find(
-            LostAnswer::AwaitVisibility,
-            &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"],
-            || async {
-                let output = self
-                    .aws
-                    .rds()
-                    .await
-                    .create_db_instance()
-                    .db_instance_identifier(&id)
-                    .db_cluster_identifier(cluster)
-                    .db_instance_class(class)
-                    .engine(engine)
-                    .availability_zone(zone)
-                    .publicly_accessible(false)
-                    .set_tags(Some(rds_tags(&request.tags())))
-                    .customize()
-                    .config_override(crate::no_retries!(aws_sdk_rds))
-                    .send()
-                    .await?;
-                Ok(output
-                    .db_instance()
-                    .and_then(|i| observed(i, scope))
-                    .unwrap_or_else(|| {
-                        ObservedResource::new(DB_INSTANCE, request.key, &id)
-                            .lifecycle(Lifecycle::Pending)
-                    }))
-            },
-            || async {
-                Ok(self
-                    .list(scope)
-                    .await?
-                    .into_iter()
-                    .find(|i| &i.key == request.key && i.lifecycle != Lifecycle::Deleting))
-            },
-        )
-        .await
+        let output = crate::send_once!(
+            aws_sdk_rds,
+            self.aws
+                .rds()
+                .await
+                .create_db_instance()
+                .db_instance_identifier(&id)
+                .db_cluster_identifier(cluster)
+                .db_instance_class(class)
+                .engine(engine)
+                .availability_zone(zone)
+                .publicly_accessible(false)
+                .set_tags(Some(rds_tags(&request.tags())))
+        )?;
+        Ok(output
+            .db_instance()
+            .and_then(|i| observed(i, scope))
+            .unwrap_or_else(|| {
+                ObservedResource::new(DB_INSTANCE, request.key, &id).lifecycle(Lifecycle::Pending)
+            }))
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         // Only the class changes in place (a class set by hand goes back to `db.serverless`).
         let class = required(request.attrs, INSTANCE_CLASS)?;
         self.aws
@@ -242,7 +227,7 @@ impl Driver for DbInstances {
         Ok(resource)
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
         _scope: &Scope,
@@ -255,15 +240,13 @@ impl Driver for DbInstances {
         deletion(result, "DBInstanceNotFound", Deletion::InProgress)
     }
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "rds:DescribeDBInstances",
-            "rds:CreateDBInstance",
-            "rds:ModifyDBInstance",
-            "rds:DeleteDBInstance",
-            "rds:DescribeDBClusters",
-            "rds:ModifyDBCluster",
-            "rds:AddTagsToResource",
-        ]
-    }
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "rds:DescribeDBInstances",
+        "rds:CreateDBInstance",
+        "rds:ModifyDBInstance",
+        "rds:DeleteDBInstance",
+        "rds:DescribeDBClusters",
+        "rds:ModifyDBCluster",
+        "rds:AddTagsToResource",
+    ];
 }

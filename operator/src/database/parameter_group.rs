@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
 use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Select, updated};
-use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
+use crate::aws::kit::{Kit, Listing, Select, updated};
+use crate::aws::{SendError, classify, deletion, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
     Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
@@ -39,17 +40,12 @@ pub fn parameters() -> BTreeMap<&'static str, &'static str> {
     ])
 }
 
-/// The cluster parameter group component.
-pub struct DbClusterParameterGroup {
-    aws: AwsClients,
-}
+driver!(
+    /// The cluster parameter group component.
+    DbClusterParameterGroup
+);
 
 impl DbClusterParameterGroup {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     fn name(scope: &Scope) -> String {
         rds_name(
             scope,
@@ -204,6 +200,20 @@ fn parameter_map(attrs: &Attrs) -> BTreeMap<String, String> {
 }
 
 #[async_trait]
+impl Listing for DbClusterParameterGroup {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        match select.singleton(keys::DB_CLUSTER_PARAMETER_GROUP) {
+            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
 impl Kit for DbClusterParameterGroup {
     const KIND: Kind = DB_CLUSTER_PARAMETER_GROUP;
     const IAM_ACTIONS: &'static [&'static str] = &[
@@ -219,17 +229,6 @@ impl Kit for DbClusterParameterGroup {
         "DBParameterGroupAlreadyExistsFault",
     ];
 
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        match select.singleton(keys::DB_CLUSTER_PARAMETER_GROUP) {
-            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
-            None => Ok(Vec::new()),
-        }
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -239,15 +238,13 @@ impl Kit for DbClusterParameterGroup {
         let family = family.unwrap_or(AURORA_MYSQL_8_FAMILY);
         let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
         let call = self.aws.rds().await.create_db_cluster_parameter_group();
-        let output = call
-            .db_cluster_parameter_group_name(&name)
-            .db_parameter_group_family(family)
-            .description(&description)
-            .set_tags(Some(rds_tags(&request.tags())))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_rds))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_rds,
+            call.db_cluster_parameter_group_name(&name)
+                .db_parameter_group_family(family)
+                .description(&description)
+                .set_tags(Some(rds_tags(&request.tags())))
+        )?;
         let mut resource = ObservedResource::new(DB_CLUSTER_PARAMETER_GROUP, request.key, &name)
             .attr(FAMILY, family)
             .attr(PARAMETERS, AttrValue::Map(BTreeMap::new()));

@@ -6,14 +6,17 @@
 //! go of it (removes Plinth's tags): RDS owns the secret and deletes it with the cluster.
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, RotationRulesType, Tag};
+use aws_sdk_secretsmanager::types::{
+    Filter, FilterNameStringType, RotationRulesType, SecretListEntry, Tag,
+};
 
 use super::{DATABASE_SECRET, keys};
-use crate::aws::kit::{required, updated};
-use crate::aws::{AwsClients, classify, error_code};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{LostAnswer, SendError, classify, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
+    DesiredResource, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -37,79 +40,58 @@ pub fn cluster_id_of(arn: &str) -> Option<&str> {
     arn.rsplit_once(":cluster:").map(|(_, id)| id)
 }
 
-/// The database secret component.
-pub struct DatabaseSecret {
-    aws: AwsClients,
+/// A secret as the engine sees it, when it is one of `scope`'s and not scheduled for deletion.
+fn observed(secret: &SecretListEntry, scope: &Scope) -> Option<ObservedResource> {
+    // Scheduled for deletion: as good as gone.
+    if secret.deleted_date().is_some() {
+        return None;
+    }
+    let tag = |name: &str| {
+        secret
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(name))
+            .and_then(|t| t.value())
+    };
+    if tag(PLATFORM_TAG) != Some(scope.platform()) {
+        return None;
+    }
+    let (Some(key), Some(arn)) = (tag(COMPONENT_TAG), secret.arn()) else {
+        return None;
+    };
+    let mut resource = ObservedResource::new(DATABASE_SECRET, key, arn);
+    if let Some(cluster) = tag(RDS_CLUSTER_TAG).and_then(cluster_id_of) {
+        resource = resource.attr(CLUSTER, cluster);
+    }
+    if secret.rotation_enabled() == Some(true)
+        && let Some(days) = secret
+            .rotation_rules()
+            .and_then(RotationRulesType::automatically_after_days)
+    {
+        resource = resource.attr(ROTATION_DAYS, days);
+    }
+    Some(resource)
 }
 
-impl DatabaseSecret {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
+driver!(
+    /// The database secret component.
+    DatabaseSecret
+);
 
-    async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let output = self
-                .aws
-                .secretsmanager()
-                .await
-                .list_secrets()
-                .filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::TagKey)
-                        .values(PLATFORM_TAG)
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::TagValue)
-                        .values(scope.platform())
-                        .build(),
-                )
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            for secret in output.secret_list() {
-                // Scheduled for deletion: as good as gone.
-                if secret.deleted_date().is_some() {
-                    continue;
-                }
-                let tag = |name: &str| {
-                    secret
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == Some(name))
-                        .and_then(|t| t.value())
-                };
-                if tag(PLATFORM_TAG) != Some(scope.platform()) {
-                    continue;
-                }
-                let (Some(key), Some(arn)) = (tag(COMPONENT_TAG), secret.arn()) else {
-                    continue;
-                };
-                let mut resource = ObservedResource::new(DATABASE_SECRET, key, arn);
-                if let Some(cluster) = tag(RDS_CLUSTER_TAG).and_then(cluster_id_of) {
-                    resource = resource.attr(CLUSTER, cluster);
-                }
-                if secret.rotation_enabled() == Some(true)
-                    && let Some(days) = secret
-                        .rotation_rules()
-                        .and_then(RotationRulesType::automatically_after_days)
-                {
-                    resource = resource.attr(ROTATION_DAYS, days);
-                }
-                found.push(resource);
-            }
-            token = output.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(found)
+impl DatabaseSecret {
+    /// The secrets tagged for the platform (ListSecrets filters by tag key and value apart, so
+    /// the tags are checked again).
+    async fn of_platform(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+        let filter = |key, value| Filter::builder().key(key).values(value).build();
+        let call = self.aws.secretsmanager().await.list_secrets();
+        let pages = call
+            .filters(filter(FilterNameStringType::TagKey, PLATFORM_TAG))
+            .filters(filter(FilterNameStringType::TagValue, scope.platform()))
+            .into_paginator()
+            .send();
+        let pages: Vec<_> = pages.try_collect().await.map_err(|e| classify(&e))?;
+        let secrets = pages.iter().flat_map(|page| page.secret_list());
+        Ok(secrets.filter_map(|s| observed(s, scope)).collect())
     }
 
     /// Sets the rotation period without rotating now (a period change is no reason for a new
@@ -152,25 +134,24 @@ fn days(request_attrs: &crate::engine::Attrs) -> Result<i64, ActError> {
 }
 
 #[async_trait]
-impl Driver for DatabaseSecret {
-    fn kind(&self) -> Kind {
-        DATABASE_SECRET
+impl Listing for DatabaseSecret {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+        let found = self.of_platform(select.scope()).await?;
+        Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
+}
+
+#[async_trait]
+impl Kit for DatabaseSecret {
+    const KIND: Kind = DATABASE_SECRET;
 
     /// RDS makes the secret; "creating" it only waits for the cluster to report it.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
+    const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn observe(
+    async fn send_create(
         &self,
-        scope: &Scope,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.list(scope).await
-    }
-
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let cluster = required(request.attrs, CLUSTER)?;
         let days = days(request.attrs)?;
         let output = self
@@ -190,9 +171,8 @@ impl Driver for DatabaseSecret {
             .filter(|s| s.secret_status().is_none_or(|status| status == "active"))
             .and_then(|s| s.secret_arn())
         else {
-            return Err(ActError::Pending {
-                reason: format!("waiting for RDS to create the master user secret of {cluster}"),
-            });
+            let reason = format!("waiting for RDS to create the master user secret of {cluster}");
+            return Err(ActError::Pending { reason }.into());
         };
         let tags = request
             .tags()
@@ -214,7 +194,10 @@ impl Driver for DatabaseSecret {
             .attr(ROTATION_DAYS, days))
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(
+        &self,
+        request: UpdateRequest<'_>,
+    ) -> Result<ObservedResource, ActError> {
         if request.changed.iter().any(|f| f == ROTATION_DAYS) {
             self.set_rotation(&request.current.id, days(request.attrs)?)
                 .await?;
@@ -222,7 +205,7 @@ impl Driver for DatabaseSecret {
         Ok(updated(&request))
     }
 
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
         _scope: &Scope,
@@ -244,13 +227,11 @@ impl Driver for DatabaseSecret {
         }
     }
 
-    fn iam_actions(&self) -> &'static [&'static str] {
-        &[
-            "secretsmanager:ListSecrets",
-            "secretsmanager:RotateSecret",
-            "secretsmanager:TagResource",
-            "secretsmanager:UntagResource",
-            "rds:DescribeDBClusters",
-        ]
-    }
+    const IAM_ACTIONS: &'static [&'static str] = &[
+        "secretsmanager:ListSecrets",
+        "secretsmanager:RotateSecret",
+        "secretsmanager:TagResource",
+        "secretsmanager:UntagResource",
+        "rds:DescribeDBClusters",
+    ];
 }

@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 
 use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Select, updated};
-use crate::aws::{AwsClients, SendError, classify, deletion, error_code};
+use crate::aws::kit::{Kit, Listing, Select, updated};
+use crate::aws::{SendError, classify, deletion, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, ObservedResource, Reads, Scope, UpdateRequest,
@@ -20,17 +21,12 @@ pub const SUBNET_IDS: &str = "subnet_ids";
 /// RDS allows 255 characters; shorter reads better in the console.
 const NAME_LEN: usize = 63;
 
-/// The DB subnet group component.
-pub struct DbSubnetGroup {
-    aws: AwsClients,
-}
+driver!(
+    /// The DB subnet group component.
+    DbSubnetGroup
+);
 
 impl DbSubnetGroup {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     fn name(scope: &Scope) -> String {
         rds_name(scope, &Key::from(keys::DB_SUBNET_GROUP), NAME_LEN)
     }
@@ -104,6 +100,20 @@ fn subnet_ids(request_attrs: &crate::engine::Attrs) -> Vec<String> {
 }
 
 #[async_trait]
+impl Listing for DbSubnetGroup {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        _reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        match select.singleton(keys::DB_SUBNET_GROUP) {
+            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
 impl Kit for DbSubnetGroup {
     const KIND: Kind = DB_SUBNET_GROUP;
     const IAM_ACTIONS: &'static [&'static str] = &[
@@ -118,17 +128,6 @@ impl Kit for DbSubnetGroup {
         "DBSubnetGroupAlreadyExistsFault",
     ];
 
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        match select.singleton(keys::DB_SUBNET_GROUP) {
-            Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
-            None => Ok(Vec::new()),
-        }
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -137,15 +136,13 @@ impl Kit for DbSubnetGroup {
         let subnets = subnet_ids(request.attrs);
         let description = format!("Plinth: private subnets of {}", request.scope.platform());
         let call = self.aws.rds().await.create_db_subnet_group();
-        let output = call
-            .db_subnet_group_name(&name)
-            .db_subnet_group_description(&description)
-            .set_subnet_ids(Some(subnets.clone()))
-            .set_tags(Some(rds_tags(&request.tags())))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_rds))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_rds,
+            call.db_subnet_group_name(&name)
+                .db_subnet_group_description(&description)
+                .set_subnet_ids(Some(subnets.clone()))
+                .set_tags(Some(rds_tags(&request.tags())))
+        )?;
         let ids = AttrValue::set(subnets.iter().map(|s| AttrValue::from(s.as_str())));
         let mut resource =
             ObservedResource::new(DB_SUBNET_GROUP, request.key, &name).attr(SUBNET_IDS, ids);

@@ -36,7 +36,7 @@ use aws_sdk_cloudwatch::types::{
 };
 
 use super::{ALARM, CrossFamily, keys};
-use crate::aws::kit::{Kit, Select};
+use crate::aws::kit::{Kit, Listing, Select};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
@@ -683,12 +683,7 @@ impl Component<Intent> for Alarms {
 }
 
 #[async_trait]
-impl Kit for Alarms {
-    const KIND: Kind = ALARM;
-    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
-    /// PutMetricAlarm creates or replaces the alarm of that name.
-    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
-
+impl Listing for Alarms {
     /// The platform's alarms by their names' prefix (CloudWatch has no tag filter).
     async fn list(
         &self,
@@ -715,21 +710,19 @@ impl Kit for Alarms {
             })
             .collect())
     }
+}
 
-    /// The whole create is [`Kit::create_resource`], this kind's own.
+#[async_trait]
+impl Kit for Alarms {
+    const KIND: Kind = ALARM;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// PutMetricAlarm creates or replaces the alarm of that name.
+    const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
+
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        Ok(self.create_resource(request).await?)
-    }
-
-    /// An upsert: the SDK's own retries suffice, since a retried create overwrites the same
-    /// alarm.
-    async fn create_resource(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
         let name = alarm_name(request.scope, request.key);
         let tags = request
             .tags()

@@ -25,18 +25,20 @@
 //! The moto emulator confirms e-mail subscriptions at once, so the end-to-end tests see the
 //! confirmed path; the pending path is covered by the unit tests of [`subscription_of`].
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 
 use super::{ALARM_SUBSCRIPTION, ALARM_TOPIC, keys};
-use crate::aws::kit::{not_updatable, required};
+use crate::aws::kit::{Kit, Listing, Select, required};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, classify, error_code};
+use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
+use crate::driver;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Driver, Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope,
-    UpdateRequest,
+    DesiredResource, Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope,
 };
 use crate::intent::Intent;
 
@@ -82,6 +84,8 @@ const SUBSCRIPTION_ACTIONS: &[&str] = &[
 struct FoundTopic {
     arn: String,
     key: Key,
+    /// Its tags as the tagging API shows them (eventually consistent).
+    tags: BTreeMap<String, String>,
 }
 
 /// The topic's deterministic name for `scope`.
@@ -111,7 +115,7 @@ async fn find_topic(
             return None;
         }
         let key = tags.get(COMPONENT_TAG).map(|k| Key::from(k.as_str()))?;
-        Some(FoundTopic { arn, key })
+        Some(FoundTopic { arn, key, tags })
     }))
 }
 
@@ -121,29 +125,16 @@ async fn find_topic(
 /// create, after the teardown, or while the tagging API lags behind a fresh create).
 async fn list_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<String>, ActError> {
     let suffix = format!(":{}", topic_name(scope));
-    let mut token = None;
-    loop {
-        let output = aws
-            .sns()
-            .await
-            .list_topics()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
-        if let Some(arn) = output
-            .topics()
-            .iter()
-            .filter_map(|t| t.topic_arn())
-            .find(|a| a.ends_with(&suffix))
-        {
-            return Ok(Some(arn.to_owned()));
-        }
-        token = output.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(None);
-        }
-    }
+    let pages = aws
+        .sns()
+        .await
+        .list_topics()
+        .into_paginator()
+        .items()
+        .send();
+    let topics: Vec<_> = pages.try_collect().await.map_err(|e| classify(&e))?;
+    let arns = topics.into_iter().filter_map(|t| t.topic_arn);
+    Ok(arns.into_iter().find(|arn| arn.ends_with(&suffix)))
 }
 
 /// The topic's tags as SNS has them now (strongly consistent, unlike the tagging API); none
@@ -151,7 +142,7 @@ async fn list_topic(aws: &AwsClients, scope: &Scope) -> Result<Option<String>, A
 async fn current_tags(
     aws: &AwsClients,
     arn: &str,
-) -> Result<Option<std::collections::BTreeMap<String, String>>, ActError> {
+) -> Result<Option<BTreeMap<String, String>>, ActError> {
     let output = match aws
         .sns()
         .await
@@ -186,17 +177,10 @@ fn sns_tag(key: &str, value: &str) -> Result<Tag, ActError> {
 
 // --- Topic --------------------------------------------------------------------------------
 
-/// The alarm topic component.
-pub struct Topics {
-    aws: AwsClients,
-}
-
-impl Topics {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-}
+driver!(
+    /// The alarm topic component.
+    Topics
+);
 
 impl Component<Intent> for Topics {
     fn desired(&self, _intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
@@ -205,92 +189,67 @@ impl Component<Intent> for Topics {
 }
 
 #[async_trait]
-impl Driver for Topics {
-    fn kind(&self) -> Kind {
-        ALARM_TOPIC
-    }
-
-    /// CreateTopic of an existing name answers with that topic.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        TOPIC_ACTIONS
-    }
-
-    async fn observe(
+impl Listing for Topics {
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        Ok(find_topic(&self.aws, scope, reads)
-            .await?
-            .map(|t| ObservedResource::new(ALARM_TOPIC, t.key, t.arn))
+        let found = find_topic(&self.aws, select.scope(), reads).await?;
+        let found = found.filter(|t| select.wants(&t.key));
+        Ok(found
             .into_iter()
+            .map(|t| ObservedResource::new(ALARM_TOPIC, t.key, t.arn))
             .collect())
     }
+}
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+#[async_trait]
+impl Kit for Topics {
+    const KIND: Kind = ALARM_TOPIC;
+    const IAM_ACTIONS: &'static [&'static str] = TOPIC_ACTIONS;
+    /// CreateTopic of an existing name (and the same tags) answers with that topic.
+    const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
+
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let tags = request
             .tags()
             .iter()
             .map(|(k, v)| sns_tag(k, v))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Idempotent by name (same tags): the SDK's retries cannot make a second topic.
-        let output = self
+            .collect::<Result<_, _>>()?;
+        let call = self
             .aws
             .sns()
             .await
             .create_topic()
-            .name(topic_name(request.scope))
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
+            .name(topic_name(request.scope));
+        let output = call.set_tags(Some(tags)).send().await?;
         let arn = output.topic_arn().ok_or_else(|| {
             ActError::retryable("PlinthNotReturned", "CreateTopic answered without an ARN")
         })?;
         Ok(ObservedResource::new(ALARM_TOPIC, request.key, arn))
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(not_updatable(&request))
-    }
-
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
-        _scope: &Scope,
+        _: &Scope,
     ) -> Result<Deletion, ActError> {
         // DeleteTopic of a topic that is gone succeeds; NotFound is kept for emulators.
-        crate::aws::deletion(
-            self.aws
-                .sns()
-                .await
-                .delete_topic()
-                .topic_arn(&current.id)
-                .send()
-                .await,
-            "NotFound",
-            Deletion::Gone,
-        )
+        let call = self.aws.sns().await.delete_topic().topic_arn(&current.id);
+        deletion(call.send().await, "NotFound", Deletion::Gone)
     }
 }
 
 // --- Subscription -------------------------------------------------------------------------
 
-/// The e-mail subscription component.
-pub struct Subscriptions {
-    aws: AwsClients,
-}
-
-impl Subscriptions {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-}
+driver!(
+    /// The e-mail subscription component.
+    Subscriptions
+);
 
 /// The desired subscription of an Intent: none without `spec.monitoring.alarmEmail` (pure).
 pub fn desired_subscription(intent: &Intent) -> Option<DesiredResource> {
@@ -342,39 +301,28 @@ impl Component<Intent> for Subscriptions {
 }
 
 #[async_trait]
-impl Driver for Subscriptions {
-    fn kind(&self) -> Kind {
-        ALARM_SUBSCRIPTION
-    }
-
-    /// Subscribing the same endpoint again answers with the existing subscription.
-    fn idempotent_create(&self) -> bool {
-        true
-    }
-
-    fn iam_actions(&self) -> &'static [&'static str] {
-        SUBSCRIPTION_ACTIONS
-    }
-
-    async fn observe(
+impl Listing for Subscriptions {
+    async fn list(
         &self,
-        scope: &Scope,
+        select: Select<'_>,
         reads: &Reads,
     ) -> Result<Vec<ObservedResource>, ActError> {
-        // A topic the tagging API does not show yet is looked for by listing: missing it (or,
-        // below, the subscription tag written a moment ago) would subscribe again, and each
-        // `Subscribe` of a pending address mails it another confirmation. A steady platform's
-        // topic is always shown, so the listing costs nothing then.
-        let arn = match find_topic(&self.aws, scope, reads).await? {
-            Some(topic) => Some(topic.arn),
-            None => list_topic(&self.aws, scope).await?,
-        };
-        let Some(topic) = arn else {
-            return Ok(Vec::new());
-        };
-        // The subscription tag from SNS itself (strongly consistent).
-        let Some(tags) = current_tags(&self.aws, &topic).await? else {
-            return Ok(Vec::new());
+        // The tagging API's view, shared with the topic: a subscription tag written a moment
+        // ago may be missing from it, which only matters before a `Subscribe`, and
+        // `send_create` reads SNS itself first. A topic it does not show yet is looked for by
+        // listing, and its tags read from SNS.
+        let scope = select.scope();
+        let (topic, tags) = match find_topic(&self.aws, scope, reads).await? {
+            Some(found) => (found.arn, found.tags),
+            None => {
+                let Some(arn) = list_topic(&self.aws, scope).await? else {
+                    return Ok(Vec::new());
+                };
+                let Some(tags) = current_tags(&self.aws, &arn).await? else {
+                    return Ok(Vec::new());
+                };
+                (arn, tags)
+            }
         };
         if tags.get(PLATFORM_TAG).map(String::as_str) != Some(scope.platform()) {
             return Ok(Vec::new());
@@ -382,36 +330,32 @@ impl Driver for Subscriptions {
         let Some(tag) = tags.get(SUBSCRIPTION_TAG) else {
             return Ok(Vec::new());
         };
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let output = self
-                .aws
-                .sns()
-                .await
-                .list_subscriptions_by_topic()
-                .topic_arn(&topic)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify(&e))?;
-            all.extend(output.subscriptions().iter().map(|s| {
-                (
-                    s.subscription_arn().unwrap_or_default().to_owned(),
-                    s.protocol().unwrap_or_default().to_owned(),
-                    s.endpoint().unwrap_or_default().to_owned(),
-                )
-            }));
-            token = output.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let found = self.subscription(&topic, tag).await?;
+        Ok(found.into_iter().filter(|s| select.wants(&s.key)).collect())
+    }
+}
+
+impl Subscriptions {
+    /// Plinth's subscription on `topic`, the one whose address hashes to `tag`.
+    async fn subscription(
+        &self,
+        topic: &str,
+        tag: &str,
+    ) -> Result<Option<ObservedResource>, ActError> {
+        let call = self.aws.sns().await.list_subscriptions_by_topic();
+        let pages = call.topic_arn(topic).into_paginator().items().send();
+        let all: Vec<_> = pages.try_collect().await.map_err(|e| classify(&e))?;
         let found = subscription_of(
-            &topic,
+            topic,
             Some(tag),
-            all.iter()
-                .map(|(a, p, e)| (a.as_str(), p.as_str(), e.as_str())),
+            all.iter().map(|s| {
+                let arn = s.subscription_arn().unwrap_or_default();
+                (
+                    arn,
+                    s.protocol().unwrap_or_default(),
+                    s.endpoint().unwrap_or_default(),
+                )
+            }),
         );
         if found
             .as_ref()
@@ -422,13 +366,33 @@ impl Driver for Subscriptions {
                 "the alarm e-mail has not confirmed its subscription yet"
             );
         }
-        Ok(found.into_iter().collect())
+        Ok(found)
     }
+}
 
-    async fn create(&self, request: CreateRequest<'_>) -> Result<ObservedResource, ActError> {
+#[async_trait]
+impl Kit for Subscriptions {
+    const KIND: Kind = ALARM_SUBSCRIPTION;
+    const IAM_ACTIONS: &'static [&'static str] = SUBSCRIPTION_ACTIONS;
+    /// Subscribing the same endpoint again answers with the existing subscription.
+    const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
+
+    async fn send_create(
+        &self,
+        request: &CreateRequest<'_>,
+    ) -> Result<ObservedResource, SendError> {
         let topic = required(request.attrs, TOPIC_ARN)?;
         let protocol = required(request.attrs, PROTOCOL)?;
         let endpoint = required(request.attrs, ENDPOINT)?;
+        // SNS's own view first (the observe's may lag behind a subscribe a moment ago): each
+        // `Subscribe` of a pending address mails it another confirmation.
+        let hash = stable_hash(endpoint);
+        let tags = current_tags(&self.aws, topic).await?.unwrap_or_default();
+        if tags.get(SUBSCRIPTION_TAG) == Some(&hash)
+            && let Some(made) = self.subscription(topic, &hash).await?
+        {
+            return Ok(made);
+        }
         // The tag first: whatever Subscribe makes is recognised as Plinth's from then on.
         self.aws
             .sns()
@@ -458,22 +422,19 @@ impl Driver for Subscriptions {
         } else {
             PENDING_ARN
         };
-        subscription_of(
+        let made = subscription_of(
             topic,
             Some(&stable_hash(endpoint)),
             [(arn, protocol, endpoint)],
         )
-        .ok_or_else(|| ActError::retryable("PlinthNotReturned", "Subscribe answered nothing"))
+        .ok_or_else(|| ActError::retryable("PlinthNotReturned", "Subscribe answered nothing"));
+        Ok(made?)
     }
 
-    async fn update(&self, request: UpdateRequest<'_>) -> Result<ObservedResource, ActError> {
-        Err(not_updatable(&request))
-    }
-
-    async fn delete(
+    async fn send_delete(
         &self,
         current: &ObservedResource,
-        _scope: &Scope,
+        _: &Scope,
     ) -> Result<Deletion, ActError> {
         if current.id.starts_with("arn:") && !current.id.contains(PENDING_ARN) {
             match self

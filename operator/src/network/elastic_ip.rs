@@ -2,50 +2,32 @@
 //! released once their gateway is gone. Nothing changes in place.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Address, DomainType, Filter, ResourceType, Tag};
+use aws_sdk_ec2::types::{Address, DomainType, ResourceType};
 
 use super::{ELASTIC_IP, keys, nat_zones};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list};
+use crate::aws::kit::{Ec2Listing, Kit};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, SendError, classify, error_code};
+use crate::aws::{SendError, classify, error_code};
 use crate::engine::{
     ActError, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key, Kind,
-    ObservedResource, Reads, Scope,
+    ObservedResource, Scope,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: an address's domain (`vpc`).
 pub const DOMAIN: &str = "domain";
 /// Output: the address itself.
 pub const PUBLIC_IP: &str = "public_ip";
 
-/// The Elastic IPs component.
-pub struct ElasticIps {
-    aws: AwsClients,
-}
-
-impl ElasticIps {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-}
+driver!(
+    /// The Elastic IPs component.
+    ElasticIps
+);
 
 #[async_trait]
 impl Ec2Listing for ElasticIps {
     type Item = Address;
-
-    /// DescribeAddresses has no pages: one answer holds every match.
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Address>, ActError> {
-        let call = self.aws.ec2().await.describe_addresses();
-        let output = call.set_filters(Some(filters)).send().await;
-        Ok(output.map_err(|e| classify(&e))?.addresses().to_vec())
-    }
-
-    fn tags(item: &Address) -> &[Tag] {
-        item.tags()
-    }
 
     async fn observed(
         &self,
@@ -76,26 +58,16 @@ impl Kit for ElasticIps {
         "ec2:CreateTags",
         "ec2:ReleaseAddress",
     ];
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let call = self.aws.ec2().await.allocate_address();
-        let output = call
-            .domain(DomainType::Vpc)
-            .tag_specifications(tag_specification(ResourceType::ElasticIp, request))
-            .customize()
-            .config_override(no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = send_once!(
+            aws_sdk_ec2,
+            call.domain(DomainType::Vpc)
+                .tag_specifications(tag_specification(ResourceType::ElasticIp, request))
+        )?;
         let id = output.allocation_id().unwrap_or_default();
         let mut resource = ObservedResource::new(ELASTIC_IP, request.key, id).attr(DOMAIN, "vpc");
         if let Some(ip) = output.public_ip() {

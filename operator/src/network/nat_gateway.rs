@@ -5,20 +5,18 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    ConnectivityType, Filter, NatGateway, NatGatewayState, ResourceType, Tag,
-};
+use aws_sdk_ec2::types::{ConnectivityType, NatGateway, NatGatewayState, ResourceType};
 
 use super::{NAT_GATEWAY, keys, nat_zones};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required};
+use crate::aws::kit::{Ec2Listing, Kit, Listing, Select, required};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, create_or_find, deletion};
+use crate::aws::{LostAnswer, SendError, create_or_find, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, Lifecycle, ObservedResource, Reads, Scope,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: the public subnet a NAT gateway lives in.
 pub const SUBNET_ID: &str = "subnet_id";
@@ -30,17 +28,12 @@ pub const CONNECTIVITY_TYPE: &str = "connectivity_type";
 /// How many spent client tokens a create moves past before it gives up.
 const SPENT_TOKENS: usize = 3;
 
-/// The NAT gateways component.
-pub struct NatGateways {
-    aws: AwsClients,
-}
+driver!(
+    /// The NAT gateways component.
+    NatGateways
+);
 
 impl NatGateways {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// One create with `token` ([`Kit::create_resource`] says why the token may change).
     async fn create_with(
         &self,
@@ -54,16 +47,14 @@ impl NatGateways {
             &["IdempotentParameterMismatch"],
             || async {
                 let call = self.aws.ec2().await.create_nat_gateway();
-                let output = call
-                    .subnet_id(subnet)
-                    .allocation_id(allocation)
-                    .connectivity_type(ConnectivityType::Public)
-                    .client_token(token)
-                    .tag_specifications(tag_specification(ResourceType::Natgateway, request))
-                    .customize()
-                    .config_override(no_retries!(aws_sdk_ec2))
-                    .send()
-                    .await?;
+                let output = send_once!(
+                    aws_sdk_ec2,
+                    call.subnet_id(subnet)
+                        .allocation_id(allocation)
+                        .connectivity_type(ConnectivityType::Public)
+                        .client_token(token)
+                        .tag_specifications(tag_specification(ResourceType::Natgateway, request))
+                )?;
                 let nat = output.nat_gateway();
                 let lifecycle = match nat.and_then(|n| n.state()) {
                     Some(NatGatewayState::Available) => Lifecycle::Available,
@@ -85,7 +76,8 @@ impl NatGateways {
                 Ok(resource)
             },
             || async {
-                let found = ec2_list(self, Select::Component(request.scope, request.key)).await?;
+                let select = Select::Component(request.scope, request.key);
+                let found = self.list(select, &Reads::new()).await?;
                 Ok(found
                     .into_iter()
                     .find(|n| n.lifecycle != Lifecycle::Deleting))
@@ -98,17 +90,6 @@ impl NatGateways {
 #[async_trait]
 impl Ec2Listing for NatGateways {
     type Item = NatGateway;
-
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<NatGateway>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        let call = ec2.describe_nat_gateways().set_filter(Some(filters));
-        let pages = call.into_paginator().items().send();
-        pages.try_collect().await.map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &NatGateway) -> &[Tag] {
-        item.tags()
-    }
 
     async fn observed(
         &self,
@@ -164,14 +145,6 @@ impl Kit for NatGateways {
     ];
     /// The create carries a client token.
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     /// Never called: [`Kit::create_resource`] is this kind's own.
     async fn send_create(
         &self,

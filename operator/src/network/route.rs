@@ -7,19 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable, Tag};
+use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
 use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, set_of, updated};
+use crate::aws::kit::{Ec2Listing, Kit, required, set_of, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
+use crate::aws::{LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    Kind, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -91,10 +91,10 @@ pub fn desired_tables(spec: &DataPlatformSpec) -> Vec<DesiredResource> {
     tables
 }
 
-/// The route tables component.
-pub struct RouteTables {
-    aws: AwsClients,
-}
+driver!(
+    /// The route tables component.
+    RouteTables
+);
 
 fn observed_table(table: &RouteTable, key: Key) -> Option<ObservedResource> {
     let mut resource = ObservedResource::new(ROUTE_TABLE, key, table.route_table_id()?);
@@ -138,11 +138,6 @@ fn observed_table(table: &RouteTable, key: Key) -> Option<ObservedResource> {
 }
 
 impl RouteTables {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// Makes the table's routes `desired`, from `current`.
     async fn sync_routes(
         &self,
@@ -323,17 +318,6 @@ impl Component<Intent> for RouteTables {
 impl Ec2Listing for RouteTables {
     type Item = RouteTable;
 
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<RouteTable>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        let call = ec2.describe_route_tables().set_filters(Some(filters));
-        let pages = call.into_paginator().items().send();
-        pages.try_collect().await.map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &RouteTable) -> &[Tag] {
-        item.tags()
-    }
-
     async fn observed(
         &self,
         table: &RouteTable,
@@ -362,28 +346,18 @@ impl Kit for RouteTables {
     /// The create carries a client token.
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     const DUPLICATE_CODES: &'static [&'static str] = &["IdempotentParameterMismatch"];
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let vpc = required(request.attrs, VPC_ID)?;
         let call = self.aws.ec2().await.create_route_table();
-        let output = call
-            .vpc_id(vpc)
-            .client_token(request.client_token)
-            .tag_specifications(tag_specification(ResourceType::RouteTable, request))
-            .customize()
-            .config_override(no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = send_once!(
+            aws_sdk_ec2,
+            call.vpc_id(vpc)
+                .client_token(request.client_token)
+                .tag_specifications(tag_specification(ResourceType::RouteTable, request))
+        )?;
         let table = output.route_table();
         let id = table.and_then(|t| t.route_table_id()).unwrap_or_default();
         Ok(ObservedResource::new(ROUTE_TABLE, request.key, id)

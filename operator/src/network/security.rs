@@ -15,20 +15,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, Tag, UserIdGroupPair,
+    IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroup, UserIdGroupPair,
 };
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, ignore, required, set_of, updated};
+use crate::aws::kit::{Ec2Listing, Kit, ignore, required, set_of, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, SendError, classify, deletion};
+use crate::aws::{SendError, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    Key, Kind, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: the VPC.
 pub const VPC_ID: &str = "vpc_id";
@@ -205,17 +205,12 @@ fn observed_group(group: &SecurityGroup, key: Key) -> Option<ObservedResource> {
     Some(resource)
 }
 
-/// The security groups component.
-pub struct SecurityGroups {
-    aws: AwsClients,
-}
+driver!(
+    /// The security groups component.
+    SecurityGroups
+);
 
 impl SecurityGroups {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     /// Revokes the rules of `current` not in `desired`, then authorizes the missing ones.
     async fn sync_rules(
         &self,
@@ -292,17 +287,6 @@ impl Component<Intent> for SecurityGroups {
 impl Ec2Listing for SecurityGroups {
     type Item = SecurityGroup;
 
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<SecurityGroup>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        let call = ec2.describe_security_groups().set_filters(Some(filters));
-        let pages = call.into_paginator().items().send();
-        pages.try_collect().await.map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &SecurityGroup) -> &[Tag] {
-        item.tags()
-    }
-
     async fn observed(
         &self,
         group: &SecurityGroup,
@@ -328,14 +312,6 @@ impl Kit for SecurityGroups {
     ];
     /// The name is unique in the VPC.
     const DUPLICATE_CODES: &'static [&'static str] = &["InvalidGroup.Duplicate"];
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -344,15 +320,13 @@ impl Kit for SecurityGroups {
         let description = required(request.attrs, DESCRIPTION)?;
         let name = request.name(NAME_LEN);
         let call = self.aws.ec2().await.create_security_group();
-        let output = call
-            .group_name(&name)
-            .description(description)
-            .vpc_id(vpc)
-            .tag_specifications(tag_specification(ResourceType::SecurityGroup, request))
-            .customize()
-            .config_override(no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = send_once!(
+            aws_sdk_ec2,
+            call.group_name(&name)
+                .description(description)
+                .vpc_id(vpc)
+                .tag_specifications(tag_specification(ResourceType::SecurityGroup, request))
+        )?;
         // A new group has no inbound rules and AWS's "all traffic out".
         let all_out = rule("-1", -1, -1, Peer::Cidr("0.0.0.0/0".to_owned()));
         let id = output.group_id().unwrap_or_default();

@@ -3,18 +3,18 @@
 //! tiers (the load balancer and the NAT gateways get their own addresses).
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType, Subnet, SubnetState, Tag};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet, SubnetState};
 
 use super::{SUBNET, cidr, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, required, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, SendError, classify, deletion};
+use crate::aws::{SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: the VPC's id.
 pub const VPC_ID: &str = "vpc_id";
@@ -25,17 +25,12 @@ pub const AVAILABILITY_ZONE: &str = "availability_zone";
 /// Field: whether instances launched in it get a public IP.
 pub const MAP_PUBLIC_IP_ON_LAUNCH: &str = "map_public_ip_on_launch";
 
-/// The subnets component.
-pub struct Subnets {
-    aws: AwsClients,
-}
+driver!(
+    /// The subnets component.
+    Subnets
+);
 
 impl Subnets {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn set_public_ip(&self, subnet_id: &str, value: bool) -> Result<(), ActError> {
         let call = self.aws.ec2().await.modify_subnet_attribute();
         let flag = AttributeBooleanValue::builder().value(value).build();
@@ -59,17 +54,6 @@ fn lifecycle(state: Option<&SubnetState>) -> Lifecycle {
 #[async_trait]
 impl Ec2Listing for Subnets {
     type Item = Subnet;
-
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Subnet>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        let call = ec2.describe_subnets().set_filters(Some(filters));
-        let pages = call.into_paginator().items().send();
-        pages.try_collect().await.map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &Subnet) -> &[Tag] {
-        item.tags()
-    }
 
     async fn observed(
         &self,
@@ -109,14 +93,6 @@ impl Kit for Subnets {
     ];
     /// The CIDR is unique in the VPC: a second create of ours is refused as a conflict.
     const DUPLICATE_CODES: &'static [&'static str] = &["InvalidSubnet.Conflict"];
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
@@ -125,15 +101,13 @@ impl Kit for Subnets {
         let cidr = required(request.attrs, CIDR_BLOCK)?;
         let az = required(request.attrs, AVAILABILITY_ZONE)?;
         let call = self.aws.ec2().await.create_subnet();
-        let output = call
-            .vpc_id(vpc)
-            .cidr_block(cidr)
-            .availability_zone(az)
-            .tag_specifications(tag_specification(ResourceType::Subnet, request))
-            .customize()
-            .config_override(no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = send_once!(
+            aws_sdk_ec2,
+            call.vpc_id(vpc)
+                .cidr_block(cidr)
+                .availability_zone(az)
+                .tag_specifications(tag_specification(ResourceType::Subnet, request))
+        )?;
         let subnet = output.subnet();
         let id = subnet.and_then(|s| s.subnet_id()).unwrap_or_default();
         let public = subnet.and_then(|s| s.map_public_ip_on_launch());

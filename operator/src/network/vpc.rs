@@ -5,20 +5,18 @@
 //! call).
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, ResourceType, Tag, VpcAttributeName, VpcState,
-};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
 
 use super::{VPC, check_region, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, Select, ec2_list, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, required, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{AwsClients, SendError, classify, deletion};
+use crate::aws::{SendError, classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
-use crate::no_retries;
+use crate::{driver, send_once};
 
 /// Field: the VPC's IPv4 CIDR.
 pub const CIDR_BLOCK: &str = "cidr_block";
@@ -27,30 +25,14 @@ pub const ENABLE_DNS_SUPPORT: &str = "enable_dns_support";
 /// Field: DNS host names for instances.
 pub const ENABLE_DNS_HOSTNAMES: &str = "enable_dns_hostnames";
 
-/// The VPC component.
-pub struct Vpc {
-    aws: AwsClients,
-}
+driver!(
+    /// The VPC component.
+    Vpc
+);
 
 #[async_trait]
 impl Ec2Listing for Vpc {
     type Item = aws_sdk_ec2::types::Vpc;
-
-    async fn describe(&self, filters: Vec<Filter>) -> Result<Vec<Self::Item>, ActError> {
-        let ec2 = self.aws.ec2().await;
-        ec2.describe_vpcs()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify(&e))
-    }
-
-    fn tags(item: &Self::Item) -> &[Tag] {
-        item.tags()
-    }
 
     async fn observed(
         &self,
@@ -90,26 +72,16 @@ impl Kit for Vpc {
         "ec2:ModifyVpcAttribute",
         "ec2:DeleteVpc",
     ];
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        ec2_list(self, select).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let cidr = required(request.attrs, CIDR_BLOCK)?;
         let call = self.aws.ec2().await.create_vpc().cidr_block(cidr);
-        let output = call
-            .tag_specifications(tag_specification(ResourceType::Vpc, request))
-            .customize()
-            .config_override(no_retries!(aws_sdk_ec2))
-            .send()
-            .await?;
+        let output = send_once!(
+            aws_sdk_ec2,
+            call.tag_specifications(tag_specification(ResourceType::Vpc, request))
+        )?;
         let vpc = output.vpc();
         let id = vpc.and_then(|v| v.vpc_id()).unwrap_or_default();
         Ok(ObservedResource::new(VPC, request.key, id)
@@ -166,11 +138,6 @@ fn lifecycle(state: Option<&VpcState>) -> Lifecycle {
 }
 
 impl Vpc {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn attribute(
         &self,
         vpc_id: &str,

@@ -19,8 +19,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LISTENER, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Select, required, updated};
-use crate::aws::{AwsClients, SendError, classify, deletion};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{SendError, classify, deletion};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, ObservedResource, Reads, Scope, UpdateRequest,
@@ -56,10 +57,10 @@ const IAM_ACTIONS: &[&str] = &[
     "elasticloadbalancing:DeleteListener",
 ];
 
-/// The listeners component.
-pub struct Listeners {
-    aws: AwsClients,
-}
+driver!(
+    /// The listeners component.
+    Listeners
+);
 
 fn map(entries: impl IntoIterator<Item = (&'static str, AttrValue)>) -> AttrValue {
     AttrValue::Map(
@@ -279,11 +280,6 @@ fn observed_of(key: Key, listener: &Listener) -> Option<ObservedResource> {
 }
 
 impl Listeners {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn read(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         let front = front(&self.aws, scope, reads).await?;
         let Some(front) = front.as_ref() else {
@@ -312,13 +308,7 @@ fn certificates(attrs: &crate::engine::Attrs) -> Option<Vec<Certificate>> {
 }
 
 #[async_trait]
-impl Kit for Listeners {
-    const KIND: Kind = LISTENER;
-    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
-    /// AWS's CreateListener is idempotent for the same settings; a listener on the port with
-    /// other settings is `DuplicateListener`: ours is found by its tags.
-    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateListener"];
-
+impl Listing for Listeners {
     async fn list(
         &self,
         select: Select<'_>,
@@ -326,6 +316,15 @@ impl Kit for Listeners {
     ) -> Result<Vec<ObservedResource>, ActError> {
         self.read(select.scope(), reads).await
     }
+}
+
+#[async_trait]
+impl Kit for Listeners {
+    const KIND: Kind = LISTENER;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// AWS's CreateListener is idempotent for the same settings; a listener on the port with
+    /// other settings is `DuplicateListener`: ours is found by its tags.
+    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateListener"];
 
     async fn send_create(
         &self,
@@ -338,18 +337,16 @@ impl Kit for Listeners {
         let port = port.ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
         let ssl_policy = request.attr(SSL_POLICY).and_then(AttrValue::as_str);
         let call = self.aws.elbv2().await.create_listener();
-        let output = call
-            .load_balancer_arn(lb)
-            .protocol(ProtocolEnum::from(protocol))
-            .port(port)
-            .set_ssl_policy(ssl_policy.map(str::to_owned))
-            .set_certificates(certificates(request.attrs))
-            .default_actions(action_of(request.attr(DEFAULT_ACTION))?)
-            .set_tags(Some(create_tags(request, &[])))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_elasticloadbalancingv2,
+            call.load_balancer_arn(lb)
+                .protocol(ProtocolEnum::from(protocol))
+                .port(port)
+                .set_ssl_policy(ssl_policy.map(str::to_owned))
+                .set_certificates(certificates(request.attrs))
+                .default_actions(action_of(request.attr(DEFAULT_ACTION))?)
+                .set_tags(Some(create_tags(request, &[])))
+        )?;
         let made = output.listeners().first();
         let made = made.and_then(|l| observed_of(request.key.clone(), l));
         Ok(made.ok_or_else(|| {

@@ -17,8 +17,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Select, required, updated};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::{LostAnswer, SendError, classify, deletion};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
@@ -61,10 +62,10 @@ const IAM_ACTIONS: &[&str] = &[
     "iam:CreateServiceLinkedRole",
 ];
 
-/// The load balancer component.
-pub struct LoadBalancers {
-    aws: AwsClients,
-}
+driver!(
+    /// The load balancer component.
+    LoadBalancers
+);
 
 /// The desired load balancer of a spec (pure).
 pub fn desired_load_balancer(intent: &Intent) -> DesiredResource {
@@ -145,11 +146,6 @@ fn ids(value: Option<&AttrValue>) -> Vec<String> {
 }
 
 impl LoadBalancers {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn read(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         let front = front(&self.aws, scope, reads).await?;
         let Some(front) = front.as_ref() else {
@@ -214,6 +210,17 @@ impl Component<Intent> for LoadBalancers {
 }
 
 #[async_trait]
+impl Listing for LoadBalancers {
+    async fn list(
+        &self,
+        select: Select<'_>,
+        reads: &Reads,
+    ) -> Result<Vec<ObservedResource>, ActError> {
+        self.read(select.scope(), reads).await
+    }
+}
+
+#[async_trait]
 impl Kit for LoadBalancers {
     const KIND: Kind = LOAD_BALANCER;
     const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
@@ -223,32 +230,22 @@ impl Kit for LoadBalancers {
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateLoadBalancerName"];
 
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
-        self.read(select.scope(), reads).await
-    }
-
     async fn send_create(
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let scheme = required(request.attrs, SCHEME)?;
         let call = self.aws.elbv2().await.create_load_balancer();
-        let output = call
-            .name(request.name(NAME_LEN))
-            .set_subnets(Some(ids(request.attr(SUBNETS))))
-            .set_security_groups(Some(ids(request.attr(SECURITY_GROUPS))))
-            .scheme(LoadBalancerSchemeEnum::from(scheme))
-            .r#type(LoadBalancerTypeEnum::Application)
-            .ip_address_type(IpAddressType::Ipv4)
-            .set_tags(Some(create_tags(request, &[])))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_elasticloadbalancingv2,
+            call.name(request.name(NAME_LEN))
+                .set_subnets(Some(ids(request.attr(SUBNETS))))
+                .set_security_groups(Some(ids(request.attr(SECURITY_GROUPS))))
+                .scheme(LoadBalancerSchemeEnum::from(scheme))
+                .r#type(LoadBalancerTypeEnum::Application)
+                .ip_address_type(IpAddressType::Ipv4)
+                .set_tags(Some(create_tags(request, &[])))
+        )?;
         let made = output.load_balancers().first();
         let made = made.and_then(|lb| observed_of(request.key.clone(), lb));
         Ok(made.ok_or_else(|| {

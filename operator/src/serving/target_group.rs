@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, tags_of};
-use crate::aws::kit::{Kit, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, required, updated};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
+use crate::aws::{LostAnswer, SendError, classify, error_code};
+use crate::driver;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
@@ -66,10 +67,10 @@ const IAM_ACTIONS: &[&str] = &[
     "elasticloadbalancing:DeleteTargetGroup",
 ];
 
-/// The target groups component.
-pub struct TargetGroups {
-    aws: AwsClients,
-}
+driver!(
+    /// The target groups component.
+    TargetGroups
+);
 
 /// The desired target groups of an Intent, one per revision it runs (pure).
 pub fn desired_target_groups(intent: &Intent) -> Vec<DesiredResource> {
@@ -137,11 +138,6 @@ fn int_setting(health: Option<&AttrValue>, name: &str) -> Option<i32> {
 }
 
 impl TargetGroups {
-    /// The component acting through `aws`.
-    pub fn new(aws: AwsClients) -> Self {
-        Self { aws }
-    }
-
     async fn tagged(
         &self,
         scope: &Scope,
@@ -306,14 +302,7 @@ impl Component<Intent> for TargetGroups {
 }
 
 #[async_trait]
-impl Kit for TargetGroups {
-    const KIND: Kind = TARGET_GROUP;
-    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
-    /// AWS answers a same-settings create of the name with the existing target group, and
-    /// `DuplicateTargetGroupName` when the settings differ.
-    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
-    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateTargetGroupName"];
-
+impl Listing for TargetGroups {
     /// The platform's groups through the tagging API (old revisions' too, for cleanup); one
     /// component's by its deterministic name (strongly consistent: what a lost create looks
     /// for).
@@ -329,6 +318,16 @@ impl Kit for TargetGroups {
             }
         }
     }
+}
+
+#[async_trait]
+impl Kit for TargetGroups {
+    const KIND: Kind = TARGET_GROUP;
+    const IAM_ACTIONS: &'static [&'static str] = IAM_ACTIONS;
+    /// AWS answers a same-settings create of the name with the existing target group, and
+    /// `DuplicateTargetGroupName` when the settings differ.
+    const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
+    const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateTargetGroupName"];
 
     async fn send_create(
         &self,
@@ -346,24 +345,22 @@ impl Kit for TargetGroups {
         let path = setting(health, HC_PATH).and_then(AttrValue::as_str);
         let matcher = setting(health, HC_MATCHER).and_then(AttrValue::as_str);
         let call = self.aws.elbv2().await.create_target_group();
-        let output = call
-            .name(&name)
-            .protocol(ProtocolEnum::from(protocol))
-            .port(port)
-            .vpc_id(vpc)
-            .target_type(TargetTypeEnum::from(target_type))
-            .health_check_protocol(ProtocolEnum::Http)
-            .set_health_check_path(path.map(str::to_owned))
-            .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
-            .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
-            .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
-            .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
-            .set_matcher(matcher.map(|codes| Matcher::builder().http_code(codes).build()))
-            .set_tags(Some(create_tags(request, &[(REVISION_TAG, revision)])))
-            .customize()
-            .config_override(crate::no_retries!(aws_sdk_elasticloadbalancingv2))
-            .send()
-            .await?;
+        let output = crate::send_once!(
+            aws_sdk_elasticloadbalancingv2,
+            call.name(&name)
+                .protocol(ProtocolEnum::from(protocol))
+                .port(port)
+                .vpc_id(vpc)
+                .target_type(TargetTypeEnum::from(target_type))
+                .health_check_protocol(ProtocolEnum::Http)
+                .set_health_check_path(path.map(str::to_owned))
+                .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
+                .set_health_check_timeout_seconds(int_setting(health, HC_TIMEOUT))
+                .set_healthy_threshold_count(int_setting(health, HC_HEALTHY))
+                .set_unhealthy_threshold_count(int_setting(health, HC_UNHEALTHY))
+                .set_matcher(matcher.map(|codes| Matcher::builder().http_code(codes).build()))
+                .set_tags(Some(create_tags(request, &[(REVISION_TAG, revision)])))
+        )?;
         let made = output.target_groups().first();
         let made = made.and_then(|g| observed_of(request.key.clone(), g, Some(revision)));
         Ok(made.ok_or_else(|| {
