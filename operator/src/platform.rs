@@ -8,24 +8,43 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use plinth_crds::DataPlatformStatus;
+use plinth_crds::{DataPlatformSpec, DataPlatformStatus};
 
 use crate::aws::AwsRegions;
 use crate::controller::conditions::Verdict;
+use crate::database;
 pub use crate::engine::PassError;
 use crate::engine::{
-    Component, Components, DuplicateKind, Engine, ExecuteOptions, Journal, Kind, Observed,
-    ObservedResource, Pass, Plan, Report, Scope,
+    ActError, Component, Components, DuplicateKind, Engine, ExecuteOptions, Journal, Kind,
+    Observed, ObservedResource, Pass, Plan, Report, Scope,
 };
 use crate::intent::Intent;
 
-/// Components that share one status condition, e.g. everything of the network.
-#[derive(Clone, Debug)]
+/// One component family (the network, the database, …) as one value: what it manages and how
+/// the platform judges, reports and tears it down. Each family's `mod.rs` builds its own.
+pub struct Family {
+    /// Its components: what the spec wants of each kind, and the drivers.
+    pub components: Vec<Arc<dyn Component<Intent>>>,
+    /// Its condition, status writer and retention rule.
+    pub group: Group,
+}
+
+/// What the platform keeps of a family besides its components.
+#[derive(Clone, Copy, Debug)]
 pub struct Group {
-    /// The condition type, e.g. `NetworkReady`.
+    /// The condition type judging the family, e.g. `NetworkReady`.
     pub condition: &'static str,
-    /// The kinds that make up the group.
-    pub kinds: Vec<Kind>,
+    /// The family's kinds.
+    pub kinds: &'static [Kind],
+    /// Writes its outputs (resource ids, endpoints) into the status.
+    pub outputs: Outputs,
+    /// Whether a teardown under the spec keeps the family's resources in AWS.
+    pub retained: fn(&DataPlatformSpec) -> bool,
+}
+
+/// A family whose resources every teardown deletes.
+pub fn never_retained(_: &DataPlatformSpec) -> bool {
+    false
 }
 
 /// What one apply pass planned and did, and how each component group stands.
@@ -44,6 +63,40 @@ impl PassOutcome {
     }
 }
 
+/// What one teardown pass did ([`Platform::teardown`]).
+#[derive(Debug)]
+pub struct Teardown {
+    /// The engine's pass: `found == 0` means nothing the deletion policy lets go remains.
+    pub pass: Pass,
+    /// What the deletion policy keeps, tagged `plinth.dev/retained=true` once the pass found
+    /// nothing else.
+    pub retained: Vec<ObservedResource>,
+}
+
+/// Why a teardown pass did not run through.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    /// The deletion policy could not be recorded on the cluster.
+    #[error("recording the deletion policy: {0}")]
+    Policy(ActError),
+    /// The pass could not run.
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    /// What the policy keeps could not be tagged as retained.
+    #[error("tagging the retained resources: {0}")]
+    Marking(ActError),
+}
+
+impl TeardownError {
+    /// Whether another pass cannot help (AWS refused, or the spec is wrong).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Policy(e) | Self::Marking(e) => matches!(e, ActError::Refused { .. }),
+            Self::Pass(e) => e.is_refusal(),
+        }
+    }
+}
+
 /// Writes one component family's outputs (resource ids, endpoints) into the status from what a
 /// pass observed.
 pub type Outputs = fn(&Observed, &mut DataPlatformStatus);
@@ -52,32 +105,27 @@ pub type Outputs = fn(&Observed, &mut DataPlatformStatus);
 pub struct Platform {
     components: Components<Intent>,
     groups: Vec<Group>,
-    outputs: Vec<Outputs>,
     options: ExecuteOptions,
     clients: Option<crate::aws::AwsClients>,
 }
 
 impl Platform {
-    /// A platform engine over `components`, reporting a condition per group.
+    /// A platform engine over `families`: their components in one graph, a condition, a status
+    /// writer and a retention rule each.
     pub fn new(
-        components: impl IntoIterator<Item = Arc<dyn Component<Intent>>>,
-        groups: Vec<Group>,
+        families: impl IntoIterator<Item = Family>,
         options: ExecuteOptions,
     ) -> Result<Self, DuplicateKind> {
+        let (components, groups): (Vec<_>, Vec<_>) = families
+            .into_iter()
+            .map(|family| (family.components, family.group))
+            .unzip();
         Ok(Self {
-            components: Components::new(components)?,
+            components: Components::new(components.into_iter().flatten())?,
             groups,
-            outputs: Vec::new(),
             options,
             clients: None,
         })
-    }
-
-    /// Adds the families' output writers, run in order on every pass's observations.
-    #[must_use]
-    pub fn with_outputs(mut self, outputs: impl IntoIterator<Item = Outputs>) -> Self {
-        self.outputs.extend(outputs);
-        self
     }
 
     /// Adds the AWS clients the components act through, for reads outside a pass (the
@@ -96,8 +144,8 @@ impl Platform {
 
     /// Writes every family's outputs from `observed` into `status`.
     pub fn write_outputs(&self, observed: &Observed, status: &mut DataPlatformStatus) {
-        for write in &self.outputs {
-            write(observed, status);
+        for group in &self.groups {
+            (group.outputs)(observed, status);
         }
     }
 
@@ -143,19 +191,60 @@ impl Platform {
         Ok(PassOutcome { pass, verdicts })
     }
 
-    /// One pass of deleting everything tagged for the platform that `retain` does not keep,
-    /// dependents first. `pass.found == 0` means nothing (else) remains, counting the recent
-    /// creates `journal` remembers that AWS does not list yet.
+    /// One teardown pass under the spec's deletion policy, the same for the controller and the
+    /// CLI: the policy is first recorded on the cluster (its delete follows the tag), then
+    /// everything tagged for the platform is deleted, dependents first, except what the
+    /// policy keeps (each family's [`Group::retained`]; `Retain`: the database and its
+    /// network). Once
+    /// nothing else remains (`pass.found == 0`, counting the recent creates `journal`
+    /// remembers that AWS does not list yet), what was kept is tagged
+    /// `plinth.dev/retained=true`.
     pub async fn teardown(
         &self,
         scope: &Scope,
-        intent: &Intent,
-        retain: &(dyn Fn(&ObservedResource) -> bool + Sync),
+        spec: &DataPlatformSpec,
         journal: Option<&Journal>,
-    ) -> Result<Pass, PassError> {
-        self.engine(scope, journal)
-            .teardown(Some(intent), retain)
-            .await
+    ) -> Result<Teardown, TeardownError> {
+        if let Some(clients) = &self.clients {
+            database::sync_deletion_policy(clients, scope, spec)
+                .await
+                .map_err(TeardownError::Policy)?;
+        }
+        let retained = std::sync::Mutex::new(Vec::new());
+        let retain = |resource: &ObservedResource| {
+            let keep = self.retains(spec, resource);
+            if keep {
+                let mut kept = retained.lock().unwrap_or_else(|p| p.into_inner());
+                kept.push(resource.clone());
+            }
+            keep
+        };
+        let intent = Intent::steady(spec.clone());
+        let pass = self
+            .engine(scope, journal)
+            .teardown(Some(&intent), &retain)
+            .await?;
+        let retained = retained.into_inner().unwrap_or_else(|p| p.into_inner());
+        if pass.found == 0 && !retained.is_empty() {
+            match &self.clients {
+                Some(clients) => {
+                    database::mark_retained(clients, &retained)
+                        .await
+                        .map_err(TeardownError::Marking)?;
+                }
+                None => tracing::warn!(
+                    "an engine without AWS clients of its own: the retained resources are not tagged"
+                ),
+            }
+        }
+        Ok(Teardown { pass, retained })
+    }
+
+    /// Whether a teardown under `spec` leaves `resource` in AWS: its family's rule says so.
+    pub fn retains(&self, spec: &DataPlatformSpec, resource: &ObservedResource) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.kinds.contains(&resource.kind) && (g.retained)(spec))
     }
 
     /// Judges each group: ready only when the pass planned nothing for its kinds and nothing

@@ -28,7 +28,7 @@ use crate::components;
 use crate::engine::{self, Applied, Change, DuplicateKind, Report, Scope, Summary};
 use crate::intent::{AppRevision, Intent};
 use crate::network;
-use crate::platform::{PassError, Platform};
+use crate::platform::{PassError, Platform, TeardownError};
 use crate::rollout::{self, ServingHealth};
 
 /// Plan, apply and destroy a Plinth DataPlatform from a spec file, without Kubernetes.
@@ -453,41 +453,30 @@ pub async fn destroy(
     let journal = engine::Journal::in_memory(pace.visibility_window);
     loop {
         passes += 1;
-        // `deletionPolicy: Retain` keeps the database and its network (`plinth destroy` tags
-        // them afterwards).
-        let retain = |r: &engine::ObservedResource| crate::database::retains(file.spec(), r);
-        // The cluster's delete follows the policy in its tag: make it the file's first.
-        if let Some(clients) = platform.clients()
-            && let Err(error) =
-                crate::database::sync_deletion_policy(clients, &file.scope, file.spec()).await
-        {
-            if matches!(error, engine::ActError::Refused { .. }) {
-                return Err(CliError::Stalled(format!(
-                    "  recording the deletion policy: {error}"
-                )));
-            }
-            progress(&format!(
-                "! recording the deletion policy failed, will retry: {error}"
-            ));
-            tokio::time::sleep(pace.interval).await;
-            continue;
-        }
-        let outcome = match platform
-            .teardown(&file.scope, &file.intent(), &retain, Some(&journal))
+        // `deletionPolicy: Retain` keeps the database and its network; the platform tags them
+        // once everything else is gone.
+        let teardown = match platform
+            .teardown(&file.scope, file.spec(), Some(&journal))
             .await
         {
-            Ok(outcome) => outcome,
-            Err(PassError::Observe(error))
-                if !matches!(error, engine::ActError::Refused { .. }) =>
-            {
-                progress(&format!("! reading AWS failed, will retry: {error}"));
+            Ok(teardown) => teardown,
+            Err(error) if !error.is_refusal() => {
+                progress(&format!("! {error}, will retry"));
                 tokio::time::sleep(pace.interval).await;
                 continue;
             }
-            Err(error) => return Err(error.into()),
+            Err(TeardownError::Pass(error)) => return Err(error.into()),
+            Err(error) => return Err(CliError::Stalled(format!("  {error}"))),
         };
+        let outcome = teardown.pass;
         if outcome.found == 0 {
-            retained_report(platform, file, progress).await?;
+            if !teardown.retained.is_empty() {
+                progress(&format!(
+                    "= deletionPolicy is Retain: the database and its network stay, {} resource(s) tagged {}=true",
+                    teardown.retained.len(),
+                    crate::database::RETAINED_TAG
+                ));
+            }
             return Ok(Finished { passes, changes });
         }
         report_lines(&outcome.report, progress);
@@ -552,35 +541,6 @@ fn iam_policy_command(args: &IamPolicyArgs) -> Result<(), CliError> {
         )));
     }
     println!("plinth: {} is up to date", path.display());
-    Ok(())
-}
-
-/// `deletionPolicy: Retain`, once everything else is gone: tags what stays (the database and
-/// its network) `plinth.dev/retained=true` and says so.
-async fn retained_report(
-    platform: &Platform,
-    file: &SpecFile,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(), CliError> {
-    if file.spec().database.deletion_policy != plinth_crds::DeletionPolicy::Retain {
-        return Ok(());
-    }
-    let observed = platform.plan(&file.scope, &file.intent()).await?.observed;
-    let retained: Vec<engine::ObservedResource> = observed
-        .iter()
-        .filter(|r| crate::database::retains(file.spec(), r))
-        .cloned()
-        .collect();
-    let Some(clients) = platform.clients().filter(|_| !retained.is_empty()) else {
-        return Ok(());
-    };
-    let tagged = crate::database::mark_retained(clients, &retained)
-        .await
-        .map_err(|e| CliError::Stalled(format!("  tagging the retained resources: {e}")))?;
-    progress(&format!(
-        "= deletionPolicy is Retain: the database and its network stay, {tagged} resource(s) tagged {}=true",
-        crate::database::RETAINED_TAG
-    ));
     Ok(())
 }
 

@@ -43,7 +43,7 @@ use plinth_crds::{ArtifactLocation, DataPlatformStatus};
 use crate::aws::AwsClients;
 use crate::engine::{Component, DesiredError, Key, Kind, Observed};
 use crate::intent::Intent;
-use crate::platform::Group;
+use crate::platform::{Family, Group, never_retained};
 
 /// The instances' IAM role.
 pub const IAM_ROLE: Kind = Kind("iam-role");
@@ -133,11 +133,18 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
 /// health, the active revision's instances serving.
 pub const CONDITION: &str = "ComputeReady";
 
-/// The `ComputeReady` condition over every compute kind.
-pub fn group() -> Group {
-    Group {
+/// The compute family: its components, the [`CONDITION`] over every compute kind, and its ids
+/// in the status.
+pub fn family(clients: &AwsClients) -> Family {
+    let group = Group {
         condition: CONDITION,
-        kinds: KINDS.to_vec(),
+        kinds: &KINDS,
+        outputs: write_status,
+        retained: never_retained,
+    };
+    Family {
+        components: components(clients),
+        group,
     }
 }
 

@@ -25,7 +25,7 @@ use super::writes::{
 use super::{Context, Error, FINALIZER, PAUSED_ANNOTATION};
 use crate::engine::Scope;
 use crate::intent::{AppRevision, Intent};
-use crate::platform::Platform;
+use crate::platform::TeardownError;
 use crate::rollout::{self, RolloutState, Timing};
 
 pub use super::status::PAUSED_CONDITION;
@@ -210,43 +210,20 @@ async fn cleanup(
         return carry_out(ctx, api, dp, status, decision).await;
     }
     let platform = ctx.platforms.for_region(&dp.spec.region).await?;
-    // `deletionPolicy: Retain` leaves the database and its network out of the teardown; what
-    // was left out is kept to tag it once everything else is gone.
-    let retained = std::sync::Mutex::new(Vec::new());
-    let retain = |resource: &crate::engine::ObservedResource| {
-        let keep = crate::database::retains(&dp.spec, resource);
-        if keep {
-            retained
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(resource.clone());
-        }
-        keep
-    };
-    if let Some(clients) = platform.clients() {
-        crate::database::sync_deletion_policy(clients, scope, &dp.spec)
-            .await
-            .map_err(|e| Error::TeardownPending(format!("recording the deletion policy: {e}")))?;
-    }
+    // `deletionPolicy: Retain` leaves the database and its network out of the teardown; the
+    // platform tags them once everything else is gone.
     let journal = ctx.journal(dp, api);
-    let outcome = platform
-        .teardown(
-            scope,
-            &Intent::steady(dp.spec.clone()),
-            &retain,
-            Some(&journal),
-        )
-        .await?;
-    let retained = retained
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let teardown = platform
+        .teardown(scope, &dp.spec, Some(&journal))
+        .await
+        .map_err(|e| match e {
+            TeardownError::Pass(e) => Error::Pass(e),
+            other => Error::TeardownPending(other.to_string()),
+        })?;
+    let (outcome, retained) = (teardown.pass, teardown.retained);
     publish_changes(ctx, dp, &outcome.report.applied).await;
     if outcome.found == 0 {
-        let retained_message = if retained.is_empty() {
-            None
-        } else {
-            Some(mark_retained(&platform, &retained).await?)
-        };
+        let retained_message = (!retained.is_empty()).then(|| status::retained_message(&retained));
         info!(platform = %ObjectRef::from_obj(dp), retained = retained.len(), "nothing tagged for the platform remains: releasing the finalizer");
         let situation = Situation::Deleted {
             retained: retained_message.as_deref(),
@@ -268,25 +245,4 @@ async fn cleanup(
     };
     let decision = status::decide(&situation, current_conditions(dp));
     carry_out(ctx, api, dp, status, decision).await
-}
-
-/// `deletionPolicy: Retain`, once everything else is gone: tags what stays in AWS
-/// `plinth.dev/retained=true`, and says what was kept in a sentence for the status and event.
-async fn mark_retained(
-    platform: &Platform,
-    retained: &[crate::engine::ObservedResource],
-) -> Result<String, Error> {
-    match platform.clients() {
-        Some(clients) => {
-            crate::database::mark_retained(clients, retained)
-                .await
-                .map_err(|e| {
-                    Error::TeardownPending(format!("tagging the retained resources: {e}"))
-                })?;
-        }
-        None => tracing::warn!(
-            "an engine without AWS clients of its own: the retained resources are not tagged"
-        ),
-    }
-    Ok(status::retained_message(retained))
 }

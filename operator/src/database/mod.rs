@@ -43,7 +43,7 @@ use crate::engine::{
     PLATFORM_TAG, Scope,
 };
 use crate::intent::Intent;
-use crate::platform::Group;
+use crate::platform::{Family, Group};
 
 /// The DB subnet group over the private subnets.
 pub const DB_SUBNET_GROUP: Kind = Kind("db-subnet-group");
@@ -107,12 +107,20 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     ]
 }
 
-/// The `DatabaseReady` condition: true only when the cluster and every instance are available
-/// and match the spec (instances being created or modified are observed as pending).
-pub fn group() -> Group {
-    Group {
+/// The database family: its components, the `DatabaseReady` condition (true only when the
+/// cluster and every instance are available and match the spec; instances being created or
+/// modified are observed as pending), its endpoints in the status, and kept by a `Retain`
+/// teardown.
+pub fn family(clients: &AwsClients) -> Family {
+    let group = Group {
         condition: "DatabaseReady",
-        kinds: KINDS.to_vec(),
+        kinds: &KINDS,
+        outputs: write_status,
+        retained,
+    };
+    Family {
+        components: components(clients),
+        group,
     }
 }
 
@@ -143,12 +151,11 @@ pub fn write_status(observed: &Observed, status: &mut DataPlatformStatus) {
     resources.db_cluster_identifier = cluster.map(|c| c.id.clone());
 }
 
-/// Whether a teardown under `spec` leaves `resource` in AWS: with `deletionPolicy: Retain`, the
-/// database and the network it lives in (its subnets, security groups, the VPC and its routes)
-/// stay; everything else of the platform goes.
-pub fn retains(spec: &DataPlatformSpec, resource: &ObservedResource) -> bool {
+/// Whether a teardown under `spec` keeps the database and the network it lives in (its
+/// subnets, security groups, the VPC and its routes): `deletionPolicy: Retain`. Everything
+/// else of the platform goes.
+pub fn retained(spec: &DataPlatformSpec) -> bool {
     spec.database.deletion_policy == DeletionPolicy::Retain
-        && (KINDS.contains(&resource.kind) || crate::network::KINDS.contains(&resource.kind))
 }
 
 /// Tags every retained resource `plinth.dev/retained=true` (EC2 ids, RDS ARNs, the secret's

@@ -28,7 +28,7 @@ use plinth_crds::DataPlatformStatus;
 use crate::aws::AwsClients;
 use crate::engine::{Component, Key, Kind, Observed};
 use crate::intent::Intent;
-use crate::platform::Group;
+use crate::platform::{Family, Group, never_retained};
 
 /// The SNS topic the alarms notify.
 pub const ALARM_TOPIC: Kind = Kind("alarm-topic");
@@ -67,11 +67,18 @@ pub fn components(clients: &AwsClients, cross: CrossFamily) -> Vec<Arc<dyn Compo
     ]
 }
 
-/// The `MonitoringReady` condition over every monitoring kind.
-pub fn group() -> Group {
-    Group {
+/// The monitoring family: its components (the alarms on the other families' resources when
+/// `cross` includes them), the `MonitoringReady` condition, and the topic in the status.
+pub fn family(clients: &AwsClients, cross: CrossFamily) -> Family {
+    let group = Group {
         condition: "MonitoringReady",
-        kinds: KINDS.to_vec(),
+        kinds: &KINDS,
+        outputs: write_status,
+        retained: never_retained,
+    };
+    Family {
+        components: components(clients, cross),
+        group,
     }
 }
 

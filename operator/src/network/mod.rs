@@ -33,12 +33,12 @@ pub mod vpc;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use plinth_crds::{DataPlatformSpec, NatGatewayMode, ResourcesStatus};
+use plinth_crds::{DataPlatformSpec, DataPlatformStatus, NatGatewayMode, ResourcesStatus};
 
 use crate::aws::AwsClients;
 use crate::engine::{Component, DesiredError, Key, Kind, Observed};
 use crate::intent::Intent;
-use crate::platform::Group;
+use crate::platform::{Family, Group};
 
 /// The VPC.
 pub const VPC: Kind = Kind("vpc");
@@ -118,12 +118,31 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     ]
 }
 
-/// The `NetworkReady` condition over every network kind.
-pub fn group() -> Group {
-    Group {
+/// The network family: its components, the `NetworkReady` condition over every network kind,
+/// its ids in the status, and kept by a `Retain` teardown (the database lives in it).
+pub fn family(clients: &AwsClients) -> Family {
+    let group = Group {
         condition: "NetworkReady",
-        kinds: KINDS.to_vec(),
+        kinds: &KINDS,
+        outputs: write_status,
+        retained: crate::database::retained,
+    };
+    Family {
+        components: components(clients),
+        group,
     }
+}
+
+/// The network's ids in `status.resources`; the fields other families own are left as they are.
+pub fn write_status(observed: &Observed, status: &mut DataPlatformStatus) {
+    let found = resources_status(observed);
+    let resources = status.resources.get_or_insert_with(Default::default);
+    resources.vpc_id = found.vpc_id;
+    resources.public_subnet_ids = found.public_subnet_ids;
+    resources.private_subnet_ids = found.private_subnet_ids;
+    resources.internet_gateway_id = found.internet_gateway_id;
+    resources.nat_gateway_ids = found.nat_gateway_ids;
+    resources.security_group_ids = found.security_group_ids;
 }
 
 /// The network's resource ids for the status, from what a pass observed (primaries only,

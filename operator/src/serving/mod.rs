@@ -40,7 +40,7 @@ use crate::engine::{
     Scope,
 };
 use crate::intent::Intent;
-use crate::platform::Group;
+use crate::platform::{Family, Group, never_retained};
 
 /// The Application Load Balancer.
 pub const LOAD_BALANCER: Kind = Kind("load-balancer");
@@ -87,11 +87,18 @@ pub fn components(clients: &AwsClients) -> Vec<Arc<dyn Component<Intent>>> {
     ]
 }
 
-/// The `LoadBalancerReady` condition over every serving kind.
-pub fn group() -> Group {
-    Group {
+/// The serving family: its components, the `LoadBalancerReady` condition over every serving
+/// kind, and the endpoint in the status.
+pub fn family(clients: &AwsClients) -> Family {
+    let group = Group {
         condition: "LoadBalancerReady",
-        kinds: KINDS.to_vec(),
+        kinds: &KINDS,
+        outputs: write_status,
+        retained: never_retained,
+    };
+    Family {
+        components: components(clients),
+        group,
     }
 }
 

@@ -21,7 +21,7 @@ use plinth_operator::cli::{self, Pace, SpecFile};
 use plinth_operator::compute::{self, keys, policy, template, user_data};
 use plinth_operator::engine::{AttrValue, ExecuteOptions, Key, PLATFORM_TAG, Scope};
 use plinth_operator::intent::{AppRevision, Intent};
-use plinth_operator::platform::{Outputs, Platform};
+use plinth_operator::platform::Platform;
 use plinth_operator::{database, network, serving};
 
 /// What to do when `cloud-init` is missing.
@@ -327,28 +327,14 @@ impl Harness {
         let clients = AwsClients::from_config(&config, &AwsOptions::default());
         // The families compute refers to (subnets and the app group, the database's secret and
         // endpoint, the revision's target group), and compute; monitoring is not needed.
-        let components = network::components(&clients)
-            .into_iter()
-            .chain(database::components(&clients))
-            .chain(serving::components(&clients))
-            .chain(compute::components(&clients));
-        let platform = Platform::new(
-            components,
-            vec![
-                network::group(),
-                database::group(),
-                serving::group(),
-                compute::group(),
-            ],
-            ExecuteOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_outputs([
-            network_outputs as Outputs,
-            database::write_status,
-            serving::write_status,
-            compute::write_status,
-        ]);
+        let families = [
+            network::family(&clients),
+            database::family(&clients),
+            serving::family(&clients),
+            compute::family(&clients),
+        ];
+        let platform =
+            Platform::new(families, ExecuteOptions::default()).unwrap_or_else(|e| panic!("{e}"));
         Self {
             file,
             platform,
@@ -524,15 +510,6 @@ fn tag_filter(platform: &str) -> aws_sdk_ec2::types::Filter {
         .name(format!("tag:{PLATFORM_TAG}"))
         .values(platform)
         .build()
-}
-
-/// The network's ids in the status (the private subnets and security groups are checked).
-fn network_outputs(observed: &plinth_operator::engine::Observed, status: &mut DataPlatformStatus) {
-    let found = network::resources_status(observed);
-    let resources = status.resources.get_or_insert_with(Default::default);
-    resources.private_subnet_ids = found.private_subnet_ids;
-    resources.security_group_ids = found.security_group_ids;
-    resources.vpc_id = found.vpc_id;
 }
 
 /// `(Action, Resource)` of each statement of a policy document, the log statement left out.

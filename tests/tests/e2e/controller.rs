@@ -31,7 +31,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const TEARDOWN: Duration = Duration::from_secs(180);
 
 fn no_components() -> Arc<Platform> {
-    Arc::new(Platform::new(Vec::new(), Vec::new(), Default::default()).unwrap())
+    Arc::new(Platform::new(Vec::new(), Default::default()).unwrap())
 }
 
 async fn setup(test: &str) -> (Client, TestNamespace) {

@@ -25,7 +25,7 @@ use plinth_operator::cli::{self, Pace, SpecFile};
 use plinth_operator::database::{self, cluster, keys};
 use plinth_operator::engine::{COMPONENT_TAG, ExecuteOptions, PLATFORM_TAG};
 use plinth_operator::network;
-use plinth_operator::platform::{Outputs, Platform};
+use plinth_operator::platform::Platform;
 
 /// The database part of a spec.
 #[derive(Clone, Copy, Debug)]
@@ -89,16 +89,10 @@ spec:
 
 /// The network and database families only, with the database's status outputs.
 fn db_platform(clients: &AwsClients) -> Platform {
-    Platform::new(
-        network::components(clients)
-            .into_iter()
-            .chain(database::components(clients)),
-        vec![network::group(), database::group()],
-        ExecuteOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .with_outputs([database::write_status as Outputs])
-    .with_clients(clients.clone())
+    let families = [network::family(clients), database::family(clients)];
+    Platform::new(families, ExecuteOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_clients(clients.clone())
 }
 
 struct Harness {

@@ -20,7 +20,7 @@ use plinth_operator::engine::{ExecuteOptions, Key, PLATFORM_TAG};
 use plinth_operator::intent::{AppRevision, Intent, Serving};
 use plinth_operator::monitoring::{self, CrossFamily, alarm::name_prefix, topic::topic_name};
 use plinth_operator::network;
-use plinth_operator::platform::{Outputs, Platform};
+use plinth_operator::platform::Platform;
 use plinth_operator::serving;
 
 const EMAIL: &str = "oncall@example.com";
@@ -149,17 +149,12 @@ impl Harness {
 
     /// The network, serving and monitoring families, as `components::platform` registers them.
     fn platform(clients: &AwsClients) -> Platform {
-        let components = network::components(clients)
-            .into_iter()
-            .chain(serving::components(clients))
-            .chain(monitoring::components(clients, CrossFamily::Excluded));
-        Platform::new(
-            components,
-            vec![network::group(), serving::group(), monitoring::group()],
-            ExecuteOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_outputs([serving::write_status as Outputs, monitoring::write_status])
+        let families = [
+            network::family(clients),
+            serving::family(clients),
+            monitoring::family(clients, CrossFamily::Excluded),
+        ];
+        Platform::new(families, ExecuteOptions::default()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn name(&self) -> String {
