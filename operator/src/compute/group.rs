@@ -17,12 +17,12 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, error_code};
 use crate::driver;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Field, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
+    DesiredResource, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
     UpdateRequest,
 };
 use crate::intent::Intent;
@@ -48,6 +48,34 @@ pub const HEALTH_CHECK_GRACE: &str = "health_check_grace_period";
 pub const DEFAULT_COOLDOWN: &str = "default_cooldown";
 /// Field: the app revision (its `plinth.dev/revision` tag).
 pub const REVISION: &str = "revision";
+
+crate::fields! {
+    /// A group as compute wants it.
+    desired GroupFields,
+    /// A group's fields as its driver reads them.
+    resolved GroupValues {
+        /// [`LAUNCH_TEMPLATE`].
+        launch_template: AttrValue => &'a str = LAUNCH_TEMPLATE, updatable;
+        /// [`SUBNETS`].
+        subnets: AttrValue => BTreeSet<&'a str> = SUBNETS, updatable;
+        /// [`MIN_SIZE`].
+        min_size: AttrValue => i32 = MIN_SIZE, updatable;
+        /// [`MAX_SIZE`].
+        max_size: AttrValue => i32 = MAX_SIZE, updatable;
+        /// [`DESIRED_CAPACITY`].
+        desired_capacity: AttrValue => i32 = DESIRED_CAPACITY, create_only;
+        /// [`TARGET_GROUPS`].
+        target_groups: AttrValue => BTreeSet<&'a str> = TARGET_GROUPS, updatable;
+        /// [`HEALTH_CHECK_TYPE`].
+        health_check_type: AttrValue => &'a str = HEALTH_CHECK_TYPE, updatable;
+        /// [`HEALTH_CHECK_GRACE`].
+        health_check_grace: AttrValue => i32 = HEALTH_CHECK_GRACE, updatable;
+        /// [`DEFAULT_COOLDOWN`].
+        default_cooldown: AttrValue => i32 = DEFAULT_COOLDOWN, updatable;
+        /// [`REVISION`].
+        revision: AttrValue => &'a str = REVISION, immutable;
+    }
+}
 
 /// Boot, fetch the binary, migrate and pass two health checks: five minutes is AWS's default
 /// and leaves room for a slow first boot.
@@ -75,23 +103,21 @@ pub fn desired_groups(intent: &Intent) -> Vec<DesiredResource> {
         .weights()
         .into_iter()
         .map(|(revision, _)| {
-            DesiredResource::new(AUTO_SCALING_GROUP, keys::auto_scaling_group(&revision.id))
-                .updatable(
-                    LAUNCH_TEMPLATE,
-                    AttrValue::reference(keys::launch_template(&revision.id)),
-                )
-                .updatable(SUBNETS, subnets.clone())
-                .updatable(MIN_SIZE, compute.min_size)
-                .updatable(MAX_SIZE, compute.max_size)
-                .field(DESIRED_CAPACITY, Field::create_only(desired))
-                .updatable(
-                    TARGET_GROUPS,
-                    AttrValue::set([AttrValue::reference(keys::target_group(&revision.id))]),
-                )
-                .updatable(HEALTH_CHECK_TYPE, "ELB")
-                .updatable(HEALTH_CHECK_GRACE, AttrValue::Int(GRACE_SECONDS))
-                .updatable(DEFAULT_COOLDOWN, compute.scaling.cooldown_seconds)
-                .immutable(REVISION, revision.id.as_str())
+            let fields = GroupFields {
+                launch_template: AttrValue::reference(keys::launch_template(&revision.id)),
+                subnets: subnets.clone(),
+                min_size: compute.min_size.into(),
+                max_size: compute.max_size.into(),
+                desired_capacity: desired.into(),
+                target_groups: AttrValue::set([AttrValue::reference(keys::target_group(
+                    &revision.id,
+                ))]),
+                health_check_type: "ELB".into(),
+                health_check_grace: GRACE_SECONDS.into(),
+                default_cooldown: compute.scaling.cooldown_seconds.into(),
+                revision: revision.id.as_str().into(),
+            };
+            fields.into_desired(AUTO_SCALING_GROUP, keys::auto_scaling_group(&revision.id))
         })
         .collect()
 }
@@ -157,19 +183,6 @@ fn observed_group(group: &AutoScalingGroup, scope: &Scope) -> Option<ObservedRes
         }
     }
     Some(resource)
-}
-
-fn number(attrs: &crate::engine::Attrs, field: &str) -> Result<i32, ActError> {
-    attrs
-        .get(field)
-        .and_then(AttrValue::as_int)
-        .and_then(|v| i32::try_from(v).ok())
-        .ok_or_else(|| {
-            ActError::refused(
-                "PlinthMissingField",
-                format!("the desired resource has no number field {field}"),
-            )
-        })
 }
 
 fn strings(value: Option<&AttrValue>) -> BTreeSet<String> {
@@ -315,10 +328,10 @@ impl Kit for AutoScalingGroups {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let template = required(request.attrs, LAUNCH_TEMPLATE)?;
-        let revision = required(request.attrs, REVISION)?;
-        let subnets: Vec<String> = strings(request.attr(SUBNETS)).into_iter().collect();
-        let target_groups: Vec<String> = strings(request.attr(TARGET_GROUPS)).into_iter().collect();
+        let fields = GroupValues::read(request.attrs)?;
+        let (template, revision) = (fields.launch_template, fields.revision);
+        let subnets: Vec<&str> = fields.subnets.iter().copied().collect();
+        let target_groups = fields.target_groups.iter().map(|&arn| arn.to_owned());
         let name = request.name(NAME_LEN);
         let mut tags = request.tags();
         tags.insert(REVISION_TAG.to_owned(), revision.to_owned());
@@ -345,14 +358,14 @@ impl Kit for AutoScalingGroups {
             aws_sdk_autoscaling,
             call.auto_scaling_group_name(&name)
                 .launch_template(template)
-                .min_size(number(request.attrs, MIN_SIZE)?)
-                .max_size(number(request.attrs, MAX_SIZE)?)
-                .desired_capacity(number(request.attrs, DESIRED_CAPACITY)?)
+                .min_size(fields.min_size)
+                .max_size(fields.max_size)
+                .desired_capacity(fields.desired_capacity)
                 .vpc_zone_identifier(subnets.join(","))
-                .set_target_group_arns(Some(target_groups))
-                .health_check_type(required(request.attrs, HEALTH_CHECK_TYPE)?)
-                .health_check_grace_period(number(request.attrs, HEALTH_CHECK_GRACE)?)
-                .default_cooldown(number(request.attrs, DEFAULT_COOLDOWN)?)
+                .set_target_group_arns(Some(target_groups.collect()))
+                .health_check_type(fields.health_check_type)
+                .health_check_grace_period(fields.health_check_grace)
+                .default_cooldown(fields.default_cooldown)
                 .set_tags(Some(tags))
         )?;
         Ok(ObservedResource::new(
@@ -382,6 +395,7 @@ impl Kit for AutoScalingGroups {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let group = &request.current.id;
+        let fields = GroupValues::read(request.attrs)?;
         let changed = |field: &str| request.changed.iter().any(|f| f == field);
         let mut call = self
             .aws
@@ -393,34 +407,32 @@ impl Kit for AutoScalingGroups {
         if changed(LAUNCH_TEMPLATE) {
             call = call.launch_template(
                 LaunchTemplateSpecification::builder()
-                    .launch_template_id(required(request.attrs, LAUNCH_TEMPLATE)?)
+                    .launch_template_id(fields.launch_template)
                     .version(TEMPLATE_VERSION)
                     .build(),
             );
             any = true;
         }
         if changed(SUBNETS) {
-            let subnets: Vec<String> = strings(request.new_value(SUBNETS)).into_iter().collect();
+            let subnets: Vec<&str> = fields.subnets.iter().copied().collect();
             call = call.vpc_zone_identifier(subnets.join(","));
             any = true;
         }
         if changed(MIN_SIZE) || changed(MAX_SIZE) {
             // Both bounds together: a new minimum above the old maximum is refused otherwise.
-            call = call
-                .min_size(number(request.attrs, MIN_SIZE)?)
-                .max_size(number(request.attrs, MAX_SIZE)?);
+            call = call.min_size(fields.min_size).max_size(fields.max_size);
             any = true;
         }
         if changed(HEALTH_CHECK_TYPE) {
-            call = call.health_check_type(required(request.attrs, HEALTH_CHECK_TYPE)?);
+            call = call.health_check_type(fields.health_check_type);
             any = true;
         }
         if changed(HEALTH_CHECK_GRACE) {
-            call = call.health_check_grace_period(number(request.attrs, HEALTH_CHECK_GRACE)?);
+            call = call.health_check_grace_period(fields.health_check_grace);
             any = true;
         }
         if changed(DEFAULT_COOLDOWN) {
-            call = call.default_cooldown(number(request.attrs, DEFAULT_COOLDOWN)?);
+            call = call.default_cooldown(fields.default_cooldown);
             any = true;
         }
         if any {
@@ -430,7 +442,11 @@ impl Kit for AutoScalingGroups {
             self.sync_target_groups(
                 group,
                 &strings(request.current.attrs.get(TARGET_GROUPS)),
-                &strings(request.new_value(TARGET_GROUPS)),
+                &fields
+                    .target_groups
+                    .iter()
+                    .map(|&arn| arn.to_owned())
+                    .collect(),
             )
             .await?;
         }

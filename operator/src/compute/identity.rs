@@ -15,7 +15,7 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, error_code};
 use crate::driver;
 use crate::engine::{
@@ -35,6 +35,37 @@ pub const POLICY: &str = "policy";
 pub const ROLE: &str = "role";
 /// Observed only: the ARN.
 pub const ARN: &str = "arn";
+
+crate::fields! {
+    /// The instances' role as compute wants it.
+    desired RoleFields,
+    /// The role's fields as its driver reads them.
+    resolved RoleValues {
+        /// [`PATH`].
+        path: AttrValue => &'a str = PATH, immutable;
+        /// [`TRUST_POLICY`].
+        trust_policy: AttrValue => &'a AttrValue = TRUST_POLICY, updatable;
+        /// [`POLICY`].
+        policy: AttrValue => &'a AttrValue = POLICY, updatable;
+    }
+}
+
+crate::fields! {
+    /// The instance profile as compute wants it.
+    desired ProfileFields,
+    /// The profile's fields as its driver reads them.
+    resolved ProfileValues {
+        /// [`PATH`].
+        path: AttrValue => &'a str = PATH, immutable;
+        /// [`ROLE`].
+        role: AttrValue => &'a str = ROLE, updatable;
+    }
+}
+
+/// A policy document as IAM takes it.
+fn document(value: &AttrValue) -> Result<String, ActError> {
+    to_json(value).ok_or_else(|| ActError::refused("PlinthInvalidPolicy", "not a policy document"))
+}
 
 /// IAM's limit on a role name.
 const ROLE_NAME_LEN: usize = 64;
@@ -175,12 +206,12 @@ impl Component<Intent> for InstanceRole {
         artifacts.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
         artifacts.dedup();
         let policy = instance_policy(AttrValue::reference(keys::DB_SECRET), &artifacts);
-        Ok(vec![
-            DesiredResource::new(IAM_ROLE, keys::INSTANCE_ROLE)
-                .immutable(PATH, IAM_PATH)
-                .updatable(TRUST_POLICY, trust_policy())
-                .updatable(POLICY, policy),
-        ])
+        let fields = RoleFields {
+            path: IAM_PATH.into(),
+            trust_policy: trust_policy(),
+            policy,
+        };
+        Ok(vec![fields.into_desired(IAM_ROLE, keys::INSTANCE_ROLE)])
     }
 }
 
@@ -221,11 +252,8 @@ impl Kit for InstanceRole {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let path = required(request.attrs, PATH)?;
-        let trust = request
-            .attr(TRUST_POLICY)
-            .and_then(to_json)
-            .ok_or_else(|| ActError::refused("PlinthMissingField", "no trust policy"))?;
+        let fields = RoleValues::read(request.attrs)?;
+        let (path, trust) = (fields.path, document(fields.trust_policy)?);
         let name = request.name(ROLE_NAME_LEN);
         let platform = request.scope.platform();
         let call = self.aws.iam().await.create_role().role_name(&name);
@@ -251,15 +279,12 @@ impl Kit for InstanceRole {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        if let Some(trust) = request.attr(TRUST_POLICY) {
-            resource
-                .attrs
-                .insert(TRUST_POLICY.to_owned(), trust.clone());
-        }
-        if let Some(policy) = request.attr(POLICY) {
-            self.put_policy(&resource.id, policy, request.scope).await?;
-            resource.attrs.insert(POLICY.to_owned(), policy.clone());
-        }
+        let fields = RoleValues::read(request.attrs)?;
+        self.put_policy(&resource.id, fields.policy, request.scope)
+            .await?;
+        let attrs = &mut resource.attrs;
+        attrs.insert(TRUST_POLICY.to_owned(), fields.trust_policy.clone());
+        attrs.insert(POLICY.to_owned(), fields.policy.clone());
         Ok(resource)
     }
 
@@ -268,21 +293,16 @@ impl Kit for InstanceRole {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let role = &request.current.id;
+        let fields = RoleValues::read(request.attrs)?;
         for field in request.changed {
             match field.as_str() {
                 TRUST_POLICY => {
-                    let document = request.new_value(field).and_then(to_json).ok_or_else(|| {
-                        ActError::refused("PlinthMissingField", "no trust policy")
-                    })?;
+                    let trust = document(fields.trust_policy)?;
                     let call = self.aws.iam().await.update_assume_role_policy();
-                    let result = call.role_name(role).policy_document(document).send().await;
+                    let result = call.role_name(role).policy_document(trust).send().await;
                     result.map_err(|e| classify(&e))?;
                 }
-                POLICY => {
-                    if let Some(policy) = request.new_value(field) {
-                        self.put_policy(role, policy, request.scope).await?;
-                    }
-                }
+                POLICY => self.put_policy(role, fields.policy, request.scope).await?,
                 _ => {}
             }
         }
@@ -401,10 +421,12 @@ impl InstanceProfile {
 
 impl Component<Intent> for InstanceProfile {
     fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+        let fields = ProfileFields {
+            path: IAM_PATH.into(),
+            role: AttrValue::reference(keys::INSTANCE_ROLE),
+        };
         Ok(vec![
-            DesiredResource::new(INSTANCE_PROFILE, keys::INSTANCE_PROFILE)
-                .immutable(PATH, IAM_PATH)
-                .updatable(ROLE, AttrValue::reference(keys::INSTANCE_ROLE)),
+            fields.into_desired(INSTANCE_PROFILE, keys::INSTANCE_PROFILE),
         ])
     }
 }
@@ -441,7 +463,7 @@ impl Kit for InstanceProfile {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let path = required(request.attrs, PATH)?;
+        let path = ProfileValues::read(request.attrs)?.path;
         let name = request.name(PROFILE_NAME_LEN);
         let call = self.aws.iam().await.create_instance_profile();
         let output = crate::send_once!(
@@ -464,7 +486,7 @@ impl Kit for InstanceProfile {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        let role = required(request.attrs, ROLE)?;
+        let role = ProfileValues::read(request.attrs)?.role;
         if resource.attrs.get(ROLE).and_then(AttrValue::as_str) != Some(role) {
             self.add_role(&resource.id, role).await?;
             resource.attrs.insert(ROLE.to_owned(), AttrValue::str(role));
@@ -481,7 +503,7 @@ impl Kit for InstanceProfile {
             if let Some(old) = request.current.attrs.get(ROLE).and_then(AttrValue::as_str) {
                 self.remove_role(profile, old).await?;
             }
-            let role = required(request.attrs, ROLE)?;
+            let role = ProfileValues::read(request.attrs)?.role;
             self.add_role(profile, role).await?;
         }
         Ok(updated(&request))

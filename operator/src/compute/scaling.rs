@@ -19,7 +19,7 @@ use aws_sdk_autoscaling::types::{ScalingPolicy, StepAdjustment};
 
 use super::group::AutoScalingGroups;
 use super::{SCALING_POLICY, keys};
-use crate::aws::kit::{Kit, Listing, Select, required};
+use crate::aws::kit::{Kit, Listing, Select};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
@@ -62,22 +62,41 @@ pub fn step(lower: Option<i64>, upper: Option<i64>, adjustment: i64) -> AttrValu
     AttrValue::Map(entries)
 }
 
+crate::fields! {
+    /// A scaling policy as compute wants it.
+    desired PolicyFields,
+    /// A scaling policy's fields as its driver reads them.
+    resolved PolicyValues {
+        /// [`GROUP`].
+        group: AttrValue => &'a str = GROUP, immutable;
+        /// [`POLICY_TYPE`].
+        policy_type: AttrValue => &'a str = POLICY_TYPE, immutable;
+        /// [`ADJUSTMENT_TYPE`].
+        adjustment_type: AttrValue => &'a str = ADJUSTMENT_TYPE, updatable;
+        /// [`AGGREGATION`].
+        aggregation: AttrValue => &'a str = AGGREGATION, updatable;
+        /// [`STEPS`].
+        steps: AttrValue => &'a AttrValue = STEPS, updatable;
+        /// [`WARMUP`].
+        warmup: AttrValue => i32 = WARMUP, updatable;
+    }
+}
+
 /// The desired policies: out and in for each revision that must exist.
 pub fn desired_policies(intent: &Intent) -> Vec<DesiredResource> {
     let warmup = intent.compute.scaling.cooldown_seconds;
     let mut out = Vec::new();
     for (revision, _) in intent.serving.weights() {
         let policy = |key: Key, steps: Vec<AttrValue>| {
-            DesiredResource::new(SCALING_POLICY, key)
-                .immutable(
-                    GROUP,
-                    AttrValue::reference(keys::auto_scaling_group(&revision.id)),
-                )
-                .immutable(POLICY_TYPE, "StepScaling")
-                .updatable(ADJUSTMENT_TYPE, "ChangeInCapacity")
-                .updatable(AGGREGATION, "Average")
-                .updatable(STEPS, AttrValue::List(steps))
-                .updatable(WARMUP, warmup)
+            let fields = PolicyFields {
+                group: AttrValue::reference(keys::auto_scaling_group(&revision.id)),
+                policy_type: "StepScaling".into(),
+                adjustment_type: "ChangeInCapacity".into(),
+                aggregation: "Average".into(),
+                steps: AttrValue::List(steps),
+                warmup: warmup.into(),
+            };
+            fields.into_desired(SCALING_POLICY, key)
         };
         out.push(policy(
             keys::scale_out(&revision.id),
@@ -136,8 +155,8 @@ fn observed_policy(policy: &ScalingPolicy, key: Key) -> Option<ObservedResource>
     Some(resource)
 }
 
-fn steps_of(value: Option<&AttrValue>) -> Vec<StepAdjustment> {
-    let Some(AttrValue::List(items)) = value else {
+fn steps_of(value: &AttrValue) -> Vec<StepAdjustment> {
+    let AttrValue::List(items) = value else {
         return Vec::new();
     };
     items
@@ -211,12 +230,9 @@ impl ScalingPolicies {
         attrs: &crate::engine::Attrs,
         scope: &Scope,
     ) -> Result<ObservedResource, ActError> {
-        let group = required(attrs, GROUP)?;
+        let fields = PolicyValues::read(attrs)?;
+        let group = fields.group;
         let name = scope.name_for(key, NAME_LEN);
-        let warmup = attrs
-            .get(WARMUP)
-            .and_then(AttrValue::as_int)
-            .and_then(|v| i32::try_from(v).ok());
         let output = self
             .aws
             .autoscaling()
@@ -224,11 +240,11 @@ impl ScalingPolicies {
             .put_scaling_policy()
             .auto_scaling_group_name(group)
             .policy_name(&name)
-            .policy_type(required(attrs, POLICY_TYPE)?)
-            .adjustment_type(required(attrs, ADJUSTMENT_TYPE)?)
-            .metric_aggregation_type(required(attrs, AGGREGATION)?)
-            .set_step_adjustments(Some(steps_of(attrs.get(STEPS))))
-            .set_estimated_instance_warmup(warmup)
+            .policy_type(fields.policy_type)
+            .adjustment_type(fields.adjustment_type)
+            .metric_aggregation_type(fields.aggregation)
+            .set_step_adjustments(Some(steps_of(fields.steps)))
+            .estimated_instance_warmup(fields.warmup)
             .send()
             .await
             .map_err(|e| classify(&e))?;

@@ -15,13 +15,13 @@ use super::{
     ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_tag_map,
     rds_tags,
 };
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, deletion, error_code};
 use crate::driver;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
-    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Field, Key, Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::network::keys as net;
@@ -70,6 +70,72 @@ pub const PORT: &str = "port";
 /// Observed: the cluster's resource id (names its final snapshot).
 pub const RESOURCE_ID: &str = "resource_id";
 
+crate::fields! {
+    /// The cluster as the database wants it.
+    desired ClusterFields,
+    /// The cluster's fields as its driver reads them.
+    resolved ClusterValues {
+        /// [`ENGINE`].
+        engine: AttrValue => &'a str = ENGINE, immutable;
+        /// [`ENGINE_VERSION`].
+        engine_version: AttrValue => &'a str = ENGINE_VERSION, updatable;
+        /// [`MIN_CAPACITY`].
+        min_capacity: AttrValue => &'a str = MIN_CAPACITY, updatable;
+        /// [`MAX_CAPACITY`].
+        max_capacity: AttrValue => &'a str = MAX_CAPACITY, updatable;
+        /// [`STORAGE_ENCRYPTED`].
+        storage_encrypted: AttrValue => bool = STORAGE_ENCRYPTED, immutable;
+        /// [`BACKUP_RETENTION_DAYS`].
+        backup_retention_days: AttrValue => i32 = BACKUP_RETENTION_DAYS, updatable;
+        /// [`BACKUP_WINDOW`].
+        backup_window: AttrValue => &'a str = BACKUP_WINDOW, updatable;
+        /// [`MAINTENANCE_WINDOW`].
+        maintenance_window: AttrValue => &'a str = MAINTENANCE_WINDOW, updatable;
+        /// [`COPY_TAGS_TO_SNAPSHOT`].
+        copy_tags_to_snapshot: AttrValue => bool = COPY_TAGS_TO_SNAPSHOT, updatable;
+        /// [`DELETION_PROTECTION`].
+        deletion_protection: AttrValue => bool = DELETION_PROTECTION, updatable;
+        /// [`DELETION_POLICY`].
+        deletion_policy: AttrValue => &'a str = DELETION_POLICY, updatable;
+        /// [`SECURITY_GROUP_IDS`].
+        security_group_ids: AttrValue => BTreeSet<&'a str> = SECURITY_GROUP_IDS, updatable;
+        /// [`SUBNET_GROUP`].
+        subnet_group: AttrValue => &'a str = SUBNET_GROUP, immutable;
+        /// [`PARAMETER_GROUP`].
+        parameter_group: AttrValue => &'a str = PARAMETER_GROUP, updatable;
+        /// [`MASTER_USERNAME`].
+        master_username: AttrValue => &'a str = MASTER_USERNAME, immutable;
+        /// [`DATABASE_NAME`].
+        database_name: AttrValue => &'a str = DATABASE_NAME, create_only;
+        /// [`MANAGED_PASSWORD`].
+        managed_password: AttrValue => bool = MANAGED_PASSWORD, updatable;
+    }
+}
+
+impl ClusterValues<'_> {
+    /// The Serverless v2 capacity range.
+    fn scaling(&self) -> Result<ServerlessV2ScalingConfiguration, ActError> {
+        let capacity = |field: &str, value: &str| {
+            value.parse().map_err(|_| {
+                let message = format!("{field} is not a number of ACU");
+                ActError::refused("PlinthInvalidCapacity", message)
+            })
+        };
+        Ok(ServerlessV2ScalingConfiguration::builder()
+            .min_capacity(capacity(MIN_CAPACITY, self.min_capacity)?)
+            .max_capacity(capacity(MAX_CAPACITY, self.max_capacity)?)
+            .build())
+    }
+
+    /// The security groups, as the SDK takes them.
+    fn security_groups(&self) -> Vec<String> {
+        self.security_group_ids
+            .iter()
+            .map(|&id| id.to_owned())
+            .collect()
+    }
+}
+
 /// The engine.
 pub const AURORA_MYSQL: &str = "aurora-mysql";
 /// The master user's name (the password is RDS's, in Secrets Manager).
@@ -102,33 +168,27 @@ pub fn policy_name(policy: DeletionPolicy) -> &'static str {
 /// The desired cluster.
 pub fn desired(spec: &Intent) -> DesiredResource {
     let db = &spec.database;
-    DesiredResource::new(DB_CLUSTER, keys::DB_CLUSTER)
-        .immutable(ENGINE, AURORA_MYSQL)
-        .updatable(ENGINE_VERSION, db.engine_version.as_str())
-        .updatable(MIN_CAPACITY, acu(db.min_capacity))
-        .updatable(MAX_CAPACITY, acu(db.max_capacity))
-        .immutable(STORAGE_ENCRYPTED, true)
-        .updatable(BACKUP_RETENTION_DAYS, db.backup_retention_days)
-        .updatable(BACKUP_WINDOW, PREFERRED_BACKUP_WINDOW)
-        .updatable(MAINTENANCE_WINDOW, PREFERRED_MAINTENANCE_WINDOW)
-        .updatable(COPY_TAGS_TO_SNAPSHOT, true)
-        .updatable(
-            DELETION_PROTECTION,
-            db.deletion_policy != DeletionPolicy::Delete,
-        )
-        .updatable(DELETION_POLICY, policy_name(db.deletion_policy))
-        .updatable(
-            SECURITY_GROUP_IDS,
-            AttrValue::set([AttrValue::reference(net::DATABASE_SG)]),
-        )
-        .immutable(SUBNET_GROUP, AttrValue::reference(keys::DB_SUBNET_GROUP))
-        .updatable(
-            PARAMETER_GROUP,
-            AttrValue::reference(keys::DB_CLUSTER_PARAMETER_GROUP),
-        )
-        .immutable(MASTER_USERNAME, MASTER_USER)
-        .field(DATABASE_NAME, Field::create_only(super::APP_DATABASE))
-        .updatable(MANAGED_PASSWORD, true)
+    let fields = ClusterFields {
+        engine: AURORA_MYSQL.into(),
+        engine_version: db.engine_version.as_str().into(),
+        min_capacity: acu(db.min_capacity).into(),
+        max_capacity: acu(db.max_capacity).into(),
+        storage_encrypted: true.into(),
+        backup_retention_days: db.backup_retention_days.into(),
+        backup_window: PREFERRED_BACKUP_WINDOW.into(),
+        maintenance_window: PREFERRED_MAINTENANCE_WINDOW.into(),
+        copy_tags_to_snapshot: true.into(),
+        deletion_protection: (db.deletion_policy != DeletionPolicy::Delete).into(),
+        deletion_policy: policy_name(db.deletion_policy).into(),
+        security_group_ids: AttrValue::set([AttrValue::reference(net::DATABASE_SG)]),
+        subnet_group: AttrValue::reference(keys::DB_SUBNET_GROUP),
+        parameter_group: AttrValue::reference(keys::DB_CLUSTER_PARAMETER_GROUP),
+        master_username: MASTER_USER.into(),
+        database_name: super::APP_DATABASE.into(),
+        managed_password: true.into(),
+    };
+    fields
+        .into_desired(DB_CLUSTER, keys::DB_CLUSTER)
         .forbid_replace()
 }
 
@@ -286,41 +346,6 @@ pub(crate) fn observed(cluster: &AwsCluster, scope: &Scope) -> Option<ObservedRe
     Some(r)
 }
 
-fn text<'a>(attrs: &'a Attrs, field: &str) -> Option<&'a str> {
-    attrs.get(field).and_then(AttrValue::as_str)
-}
-
-fn flag(attrs: &Attrs, field: &str) -> Option<bool> {
-    attrs.get(field).and_then(AttrValue::as_bool)
-}
-
-fn capacity(attrs: &Attrs, field: &str) -> Result<f64, ActError> {
-    required(attrs, field)?.parse().map_err(|_| {
-        ActError::refused(
-            "PlinthInvalidCapacity",
-            format!("{field} is not a number of ACU"),
-        )
-    })
-}
-
-fn scaling(attrs: &Attrs) -> Result<ServerlessV2ScalingConfiguration, ActError> {
-    Ok(ServerlessV2ScalingConfiguration::builder()
-        .min_capacity(capacity(attrs, MIN_CAPACITY)?)
-        .max_capacity(capacity(attrs, MAX_CAPACITY)?)
-        .build())
-}
-
-fn strings(attrs: &Attrs, field: &str) -> Vec<String> {
-    match attrs.get(field) {
-        Some(AttrValue::Set(items)) => items
-            .iter()
-            .filter_map(AttrValue::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 impl Component<Intent> for DbCluster {
     fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         crate::network::check_region(spec, &self.aws, DB_CLUSTER)?;
@@ -354,14 +379,12 @@ impl Kit for DbCluster {
     ) -> Result<ObservedResource, SendError> {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
-        let attrs = request.attrs;
+        let fields = ClusterValues::read(request.attrs)?;
         let mut tags = request.tags();
-        if let Some(policy) = text(attrs, DELETION_POLICY) {
-            tags.insert(DELETION_POLICY_TAG.to_owned(), policy.to_owned());
-        }
-        let scaling = scaling(attrs)?;
-        let subnet_group = required(attrs, SUBNET_GROUP)?;
-        let parameter_group = required(attrs, PARAMETER_GROUP)?;
+        tags.insert(
+            DELETION_POLICY_TAG.to_owned(),
+            fields.deletion_policy.to_owned(),
+        );
         let output = crate::send_once!(
             aws_sdk_rds,
             self.aws
@@ -369,28 +392,21 @@ impl Kit for DbCluster {
                 .await
                 .create_db_cluster()
                 .db_cluster_identifier(&id)
-                .engine(text(attrs, ENGINE).unwrap_or(AURORA_MYSQL))
-                .set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned))
-                .serverless_v2_scaling_configuration(scaling.clone())
-                .storage_encrypted(flag(attrs, STORAGE_ENCRYPTED).unwrap_or(true))
-                .set_backup_retention_period(
-                    attrs
-                        .get(BACKUP_RETENTION_DAYS)
-                        .and_then(AttrValue::as_int)
-                        .and_then(|d| i32::try_from(d).ok()),
-                )
-                .set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned))
-                .set_preferred_maintenance_window(
-                    text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
-                )
-                .copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT).unwrap_or(true))
-                .deletion_protection(flag(attrs, DELETION_PROTECTION).unwrap_or(true))
-                .set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)))
-                .db_subnet_group_name(subnet_group)
-                .db_cluster_parameter_group_name(parameter_group)
-                .master_username(text(attrs, MASTER_USERNAME).unwrap_or(MASTER_USER))
-                .database_name(text(attrs, DATABASE_NAME).unwrap_or(super::APP_DATABASE))
-                .manage_master_user_password(true)
+                .engine(fields.engine)
+                .engine_version(fields.engine_version)
+                .serverless_v2_scaling_configuration(fields.scaling()?)
+                .storage_encrypted(fields.storage_encrypted)
+                .backup_retention_period(fields.backup_retention_days)
+                .preferred_backup_window(fields.backup_window)
+                .preferred_maintenance_window(fields.maintenance_window)
+                .copy_tags_to_snapshot(fields.copy_tags_to_snapshot)
+                .deletion_protection(fields.deletion_protection)
+                .set_vpc_security_group_ids(Some(fields.security_groups()))
+                .db_subnet_group_name(fields.subnet_group)
+                .db_cluster_parameter_group_name(fields.parameter_group)
+                .master_username(fields.master_username)
+                .database_name(fields.database_name)
+                .manage_master_user_password(fields.managed_password)
                 .set_tags(Some(rds_tags(&tags)))
         )?;
         Ok(output
@@ -415,7 +431,7 @@ impl Kit for DbCluster {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let changed: BTreeSet<&str> = request.changed.iter().map(String::as_str).collect();
-        let attrs = request.attrs;
+        let fields = ClusterValues::read(request.attrs)?;
         let id = &request.current.id;
         let rds = self.aws.rds().await;
         let mut modify = rds
@@ -424,63 +440,50 @@ impl Kit for DbCluster {
             .apply_immediately(true);
         let mut send = false;
         if changed.contains(ENGINE_VERSION) {
-            modify = modify.set_engine_version(text(attrs, ENGINE_VERSION).map(str::to_owned));
+            modify = modify.engine_version(fields.engine_version);
             send = true;
         }
         if changed.contains(MIN_CAPACITY) || changed.contains(MAX_CAPACITY) {
-            modify = modify.serverless_v2_scaling_configuration(scaling(attrs)?);
+            modify = modify.serverless_v2_scaling_configuration(fields.scaling()?);
             send = true;
         }
         if changed.contains(BACKUP_RETENTION_DAYS) {
-            modify = modify.set_backup_retention_period(
-                attrs
-                    .get(BACKUP_RETENTION_DAYS)
-                    .and_then(AttrValue::as_int)
-                    .and_then(|d| i32::try_from(d).ok()),
-            );
+            modify = modify.backup_retention_period(fields.backup_retention_days);
             send = true;
         }
         if changed.contains(BACKUP_WINDOW) {
-            modify =
-                modify.set_preferred_backup_window(text(attrs, BACKUP_WINDOW).map(str::to_owned));
+            modify = modify.preferred_backup_window(fields.backup_window);
             send = true;
         }
         if changed.contains(MAINTENANCE_WINDOW) {
-            modify = modify.set_preferred_maintenance_window(
-                text(attrs, MAINTENANCE_WINDOW).map(str::to_owned),
-            );
+            modify = modify.preferred_maintenance_window(fields.maintenance_window);
             send = true;
         }
         if changed.contains(COPY_TAGS_TO_SNAPSHOT) {
-            modify = modify.set_copy_tags_to_snapshot(flag(attrs, COPY_TAGS_TO_SNAPSHOT));
+            modify = modify.copy_tags_to_snapshot(fields.copy_tags_to_snapshot);
             send = true;
         }
         if changed.contains(DELETION_PROTECTION) {
-            modify = modify.set_deletion_protection(flag(attrs, DELETION_PROTECTION));
+            modify = modify.deletion_protection(fields.deletion_protection);
             send = true;
         }
         if changed.contains(SECURITY_GROUP_IDS) {
-            modify = modify.set_vpc_security_group_ids(Some(strings(attrs, SECURITY_GROUP_IDS)));
+            modify = modify.set_vpc_security_group_ids(Some(fields.security_groups()));
             send = true;
         }
         if changed.contains(PARAMETER_GROUP) {
-            modify = modify.set_db_cluster_parameter_group_name(
-                text(attrs, PARAMETER_GROUP).map(str::to_owned),
-            );
+            modify = modify.db_cluster_parameter_group_name(fields.parameter_group);
             send = true;
         }
         if changed.contains(MANAGED_PASSWORD) {
-            modify = modify.manage_master_user_password(true);
+            modify = modify.manage_master_user_password(fields.managed_password);
             send = true;
         }
         if send {
             modify.send().await.map_err(|e| classify(&e))?;
         }
         if changed.contains(DELETION_POLICY)
-            && let (Some(arn), Some(policy)) = (
-                text(&request.current.attrs, ARN),
-                text(attrs, DELETION_POLICY),
-            )
+            && let Some(arn) = request.current.attrs.get(ARN).and_then(AttrValue::as_str)
         {
             self.aws
                 .rds()
@@ -490,7 +493,7 @@ impl Kit for DbCluster {
                 .tags(
                     Tag::builder()
                         .key(DELETION_POLICY_TAG)
-                        .value(policy)
+                        .value(fields.deletion_policy)
                         .build(),
                 )
                 .send()
@@ -510,8 +513,12 @@ impl Kit for DbCluster {
         current: &ObservedResource,
         _scope: &Scope,
     ) -> Result<Deletion, ActError> {
-        let policy = text(&current.attrs, DELETION_POLICY).unwrap_or("Snapshot");
-        if flag(&current.attrs, DELETION_PROTECTION) == Some(true) {
+        let policy = current
+            .attrs
+            .get(DELETION_POLICY)
+            .and_then(AttrValue::as_str)
+            .unwrap_or("Snapshot");
+        if current.attrs.get(DELETION_PROTECTION) == Some(&AttrValue::Bool(true)) {
             self.aws
                 .rds()
                 .await
@@ -532,7 +539,11 @@ impl Kit for DbCluster {
         if policy == "Delete" {
             call = call.skip_final_snapshot(true);
         } else {
-            let resource_id = text(&current.attrs, RESOURCE_ID).unwrap_or(&current.id);
+            let resource_id = current
+                .attrs
+                .get(RESOURCE_ID)
+                .and_then(AttrValue::as_str)
+                .unwrap_or(&current.id);
             let snapshot = final_snapshot_name(&current.id, resource_id);
             tracing::info!(cluster = %current.id, %snapshot, "deleting the Aurora cluster after a final snapshot");
             call = call

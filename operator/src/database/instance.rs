@@ -8,7 +8,7 @@ use aws_sdk_rds::types::DbInstance as AwsInstance;
 
 use super::cluster::{AURORA_MYSQL, cluster_filter};
 use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Listing, Select, required};
+use crate::aws::kit::{Kit, Listing, Select};
 use crate::aws::{SendError, classify, deletion};
 use crate::driver;
 use crate::engine::{
@@ -26,6 +26,22 @@ pub const ENGINE: &str = "engine";
 /// Field: the zone.
 pub const AVAILABILITY_ZONE: &str = "availability_zone";
 
+crate::fields! {
+    /// An instance as the database wants it.
+    desired InstanceFields,
+    /// An instance's fields as its driver reads them.
+    resolved InstanceValues {
+        /// [`CLUSTER`].
+        cluster: AttrValue => &'a str = CLUSTER, immutable;
+        /// [`INSTANCE_CLASS`].
+        instance_class: AttrValue => &'a str = INSTANCE_CLASS, updatable;
+        /// [`ENGINE`].
+        engine: AttrValue => &'a str = ENGINE, immutable;
+        /// [`AVAILABILITY_ZONE`].
+        availability_zone: AttrValue => &'a str = AVAILABILITY_ZONE, immutable;
+    }
+}
+
 /// Serverless v2 capacity comes from the cluster's range.
 pub const SERVERLESS: &str = "db.serverless";
 
@@ -41,14 +57,13 @@ pub fn desired(spec: &Intent) -> Vec<DesiredResource> {
     keys.enumerate()
         .filter_map(|(i, key)| {
             let zone = zones.get(i % zones.len().max(1))?;
-            Some(
-                DesiredResource::new(DB_INSTANCE, key)
-                    .immutable(CLUSTER, AttrValue::reference(keys::DB_CLUSTER))
-                    .updatable(INSTANCE_CLASS, SERVERLESS)
-                    .immutable(ENGINE, AURORA_MYSQL)
-                    .immutable(AVAILABILITY_ZONE, zone.as_str())
-                    .forbid_replace(),
-            )
+            let fields = InstanceFields {
+                cluster: AttrValue::reference(keys::DB_CLUSTER),
+                instance_class: SERVERLESS.into(),
+                engine: AURORA_MYSQL.into(),
+                availability_zone: zone.as_str().into(),
+            };
+            Some(fields.into_desired(DB_INSTANCE, key).forbid_replace())
         })
         .collect()
 }
@@ -180,10 +195,9 @@ impl Kit for DbInstances {
     ) -> Result<ObservedResource, SendError> {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
-        let cluster = required(request.attrs, CLUSTER)?;
-        let zone = required(request.attrs, AVAILABILITY_ZONE)?;
-        let class = required(request.attrs, INSTANCE_CLASS)?;
-        let engine = required(request.attrs, ENGINE)?;
+        let fields = InstanceValues::read(request.attrs)?;
+        let (cluster, zone) = (fields.cluster, fields.availability_zone);
+        let (class, engine) = (fields.instance_class, fields.engine);
         let output = crate::send_once!(
             aws_sdk_rds,
             self.aws
@@ -211,7 +225,7 @@ impl Kit for DbInstances {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         // Only the class changes in place (a class set by hand goes back to `db.serverless`).
-        let class = required(request.attrs, INSTANCE_CLASS)?;
+        let class = InstanceValues::read(request.attrs)?.instance_class;
         self.aws
             .rds()
             .await

@@ -286,6 +286,12 @@ impl Field {
         }
     }
 
+    /// A field whose change forces a replacement, unique among live resources of the kind
+    /// ([`Field::unique`]).
+    pub fn immutable_unique(value: impl Into<AttrValue>) -> Self {
+        Self::immutable(value).unique()
+    }
+
     /// A field sent at create time only and never compared.
     pub fn create_only(value: impl Into<AttrValue>) -> Self {
         Self {

@@ -53,6 +53,7 @@ pub mod attr;
 pub mod component;
 pub mod desired;
 pub mod execute;
+pub mod fields;
 pub mod identity;
 pub mod journal;
 pub mod key;

@@ -9,8 +9,8 @@ use crate::aws::kit::{Ec2Listing, Kit};
 use crate::aws::tags::tag_specification;
 use crate::aws::{SendError, classify, error_code};
 use crate::engine::{
-    ActError, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key, Kind,
-    ObservedResource, Scope,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Scope,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -19,6 +19,16 @@ use crate::{driver, send_once};
 pub const DOMAIN: &str = "domain";
 /// Output: the address itself.
 pub const PUBLIC_IP: &str = "public_ip";
+
+crate::fields! {
+    /// An Elastic IP as the network wants it.
+    desired AddressFields,
+    /// An Elastic IP's fields as its driver reads them.
+    resolved AddressValues {
+        /// [`DOMAIN`].
+        domain: AttrValue => &'a str = DOMAIN, immutable;
+    }
+}
 
 driver!(
     /// The Elastic IPs component.
@@ -102,7 +112,10 @@ impl Component<Intent> for ElasticIps {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {
-                DesiredResource::new(ELASTIC_IP, keys::elastic_ip(az)).immutable(DOMAIN, "vpc")
+                let fields = AddressFields {
+                    domain: "vpc".into(),
+                };
+                fields.into_desired(ELASTIC_IP, keys::elastic_ip(az))
             })
             .collect())
     }

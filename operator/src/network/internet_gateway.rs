@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway as AwsGateway, InternetGatewayAttachment, ResourceType};
 
 use super::{INTERNET_GATEWAY, keys};
-use crate::aws::kit::{Ec2Listing, Kit, ignore, required};
+use crate::aws::kit::{Ec2Listing, Kit, ignore};
 use crate::aws::{SendError, deletion, tags::tag_specification};
 use crate::engine::{ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError};
 use crate::engine::{
@@ -17,6 +17,16 @@ use crate::{driver, intent::Intent, send_once};
 /// Field: the VPC the gateway is attached to.
 pub const VPC_ID: &str = "vpc_id";
 
+crate::fields! {
+    /// The internet gateway as the network wants it.
+    desired GatewayFields,
+    /// The internet gateway's fields as its driver reads them.
+    resolved GatewayValues {
+        /// [`VPC_ID`].
+        vpc_id: AttrValue => &'a str = VPC_ID, updatable;
+    }
+}
+
 driver!(
     /// The internet gateway component.
     InternetGateway
@@ -24,9 +34,11 @@ driver!(
 
 impl Component<Intent> for InternetGateway {
     fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
-        let vpc = AttrValue::reference(keys::VPC);
-        let gateway = DesiredResource::new(INTERNET_GATEWAY, keys::INTERNET_GATEWAY);
-        Ok(vec![gateway.updatable(VPC_ID, vpc)])
+        let vpc_id = AttrValue::reference(keys::VPC);
+        let gateway = GatewayFields { vpc_id };
+        Ok(vec![
+            gateway.into_desired(INTERNET_GATEWAY, keys::INTERNET_GATEWAY),
+        ])
     }
 }
 
@@ -96,15 +108,16 @@ impl Kit for InternetGateway {
         made: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        self.attach(made, required(request.attrs, VPC_ID)?).await
+        let fields = GatewayValues::read(request.attrs)?;
+        self.attach(made, fields.vpc_id).await
     }
 
     async fn update_in_place(
         &self,
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        let vpc = required(request.attrs, VPC_ID)?;
-        self.attach(request.current.clone(), vpc).await
+        let fields = GatewayValues::read(request.attrs)?;
+        self.attach(request.current.clone(), fields.vpc_id).await
     }
 
     async fn send_delete(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{ConnectivityType, NatGateway, NatGatewayState, ResourceType};
 
 use super::{NAT_GATEWAY, keys, nat_zones};
-use crate::aws::kit::{Ec2Listing, Kit, Listing, Select, required};
+use crate::aws::kit::{Ec2Listing, Kit, Listing, Select};
 use crate::aws::tags::tag_specification;
 use crate::aws::{LostAnswer, SendError, create_or_find, deletion};
 use crate::engine::{
@@ -25,6 +25,20 @@ pub const ALLOCATION_ID: &str = "allocation_id";
 /// Field: `public` for a NAT gateway with an Elastic IP.
 pub const CONNECTIVITY_TYPE: &str = "connectivity_type";
 
+crate::fields! {
+    /// A NAT gateway as the network wants it.
+    desired NatFields,
+    /// A NAT gateway's fields as its driver reads them.
+    resolved NatValues {
+        /// [`SUBNET_ID`].
+        subnet_id: AttrValue => &'a str = SUBNET_ID, immutable;
+        /// [`ALLOCATION_ID`].
+        allocation_id: AttrValue => &'a str = ALLOCATION_ID, immutable;
+        /// [`CONNECTIVITY_TYPE`].
+        connectivity_type: AttrValue => &'a str = CONNECTIVITY_TYPE, immutable;
+    }
+}
+
 /// How many spent client tokens a create moves past before it gives up.
 const SPENT_TOKENS: usize = 3;
 
@@ -40,8 +54,8 @@ impl NatGateways {
         request: &CreateRequest<'_>,
         token: &str,
     ) -> Result<ObservedResource, ActError> {
-        let subnet = required(request.attrs, SUBNET_ID)?;
-        let allocation = required(request.attrs, ALLOCATION_ID)?;
+        let fields = NatValues::read(request.attrs)?;
+        let (subnet, allocation) = (fields.subnet_id, fields.allocation_id);
         create_or_find(
             LostAnswer::SendAgain,
             &["IdempotentParameterMismatch"],
@@ -192,10 +206,13 @@ impl Component<Intent> for NatGateways {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {
-                DesiredResource::new(NAT_GATEWAY, keys::nat_gateway(az))
-                    .immutable(SUBNET_ID, AttrValue::reference(keys::public_subnet(az)))
-                    .immutable(ALLOCATION_ID, AttrValue::reference(keys::elastic_ip(az)))
-                    .immutable(CONNECTIVITY_TYPE, "public")
+                let fields = NatFields {
+                    subnet_id: AttrValue::reference(keys::public_subnet(az)),
+                    allocation_id: AttrValue::reference(keys::elastic_ip(az)),
+                    connectivity_type: "public".into(),
+                };
+                fields
+                    .into_desired(NAT_GATEWAY, keys::nat_gateway(az))
                     // AWS refuses a public NAT gateway in a VPC without an internet gateway.
                     .depends_on(keys::INTERNET_GATEWAY)
             })

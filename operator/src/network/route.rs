@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
 use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone};
-use crate::aws::kit::{Ec2Listing, Kit, required, set_of, updated};
+use crate::aws::kit::{Ec2Listing, Kit, set_of, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{LostAnswer, SendError, classify, deletion, error_code};
 use crate::engine::{
@@ -32,6 +32,20 @@ pub const ASSOCIATIONS: &str = "associations";
 
 /// The IPv4 default route.
 pub const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+
+crate::fields! {
+    /// A route table as the network wants it.
+    desired TableFields,
+    /// A route table's fields as its driver reads them.
+    resolved TableValues {
+        /// [`VPC_ID`].
+        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
+        /// [`ROUTES`].
+        routes: AttrValue => &'a BTreeSet<AttrValue> = ROUTES, updatable;
+        /// [`SUBNETS`].
+        subnets: AttrValue => &'a BTreeSet<AttrValue> = SUBNETS, updatable;
+    }
+}
 
 /// One route as a set member: its destination and the id (or reference) of its target.
 pub fn route(destination: &str, target: AttrValue) -> AttrValue {
@@ -55,38 +69,29 @@ fn route_parts(value: &AttrValue) -> Option<(&str, &str)> {
 /// The desired route tables of a spec (pure).
 pub fn desired_tables(spec: &DataPlatformSpec) -> Vec<DesiredResource> {
     let zones = &spec.network.availability_zones;
-    let mut tables = vec![
-        DesiredResource::new(ROUTE_TABLE, keys::PUBLIC_ROUTE_TABLE)
-            .immutable(VPC_ID, AttrValue::reference(keys::VPC))
-            .updatable(
-                ROUTES,
-                AttrValue::set([route(
-                    DEFAULT_ROUTE,
-                    AttrValue::reference(keys::INTERNET_GATEWAY),
-                )]),
-            )
-            .updatable(
-                SUBNETS,
-                AttrValue::set(
-                    zones
-                        .iter()
-                        .map(|az| AttrValue::reference(keys::public_subnet(az))),
-                ),
-            ),
-    ];
+    let public = TableFields {
+        vpc_id: AttrValue::reference(keys::VPC),
+        routes: AttrValue::set([route(
+            DEFAULT_ROUTE,
+            AttrValue::reference(keys::INTERNET_GATEWAY),
+        )]),
+        subnets: AttrValue::set(
+            zones
+                .iter()
+                .map(|az| AttrValue::reference(keys::public_subnet(az))),
+        ),
+    };
+    let mut tables = vec![public.into_desired(ROUTE_TABLE, keys::PUBLIC_ROUTE_TABLE)];
     for az in zones {
         let routes = nat_for_zone(spec, az)
             .map(|nat| route(DEFAULT_ROUTE, AttrValue::reference(nat)))
             .into_iter();
-        tables.push(
-            DesiredResource::new(ROUTE_TABLE, keys::private_route_table(az))
-                .immutable(VPC_ID, AttrValue::reference(keys::VPC))
-                .updatable(ROUTES, AttrValue::set(routes))
-                .updatable(
-                    SUBNETS,
-                    AttrValue::set([AttrValue::reference(keys::private_subnet(az))]),
-                ),
-        );
+        let private = TableFields {
+            vpc_id: AttrValue::reference(keys::VPC),
+            routes: AttrValue::set(routes),
+            subnets: AttrValue::set([AttrValue::reference(keys::private_subnet(az))]),
+        };
+        tables.push(private.into_desired(ROUTE_TABLE, keys::private_route_table(az)));
     }
     tables
 }
@@ -350,7 +355,7 @@ impl Kit for RouteTables {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let vpc = required(request.attrs, VPC_ID)?;
+        let vpc = TableValues::read(request.attrs)?.vpc_id;
         let call = self.aws.ec2().await.create_route_table();
         let output = send_once!(
             aws_sdk_ec2,
@@ -373,14 +378,15 @@ impl Kit for RouteTables {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        let routes = set_of(request.attr(ROUTES));
+        let fields = TableValues::read(request.attrs)?;
+        let routes = fields.routes.clone();
         self.sync_routes(&resource.id, &set_of(resource.attrs.get(ROUTES)), &routes)
             .await?;
         let associations = match resource.attrs.get(ASSOCIATIONS) {
             Some(AttrValue::Map(map)) => map.clone(),
             _ => BTreeMap::new(),
         };
-        let subnets = set_of(request.attr(SUBNETS));
+        let subnets = fields.subnets.clone();
         let associations = self
             .sync_subnets(&resource.id, &associations, &subnets)
             .await?;
@@ -401,12 +407,13 @@ impl Kit for RouteTables {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let current = request.current;
+        let fields = TableValues::read(request.attrs)?;
         let mut resource = updated(&request);
         if request.changed.iter().any(|f| f == ROUTES) {
             self.sync_routes(
                 &current.id,
                 &set_of(current.attrs.get(ROUTES)),
-                &set_of(request.new_value(ROUTES)),
+                fields.routes,
             )
             .await?;
         }
@@ -416,11 +423,7 @@ impl Kit for RouteTables {
                 _ => BTreeMap::new(),
             };
             let now = self
-                .sync_subnets(
-                    &current.id,
-                    &associations,
-                    &set_of(request.new_value(SUBNETS)),
-                )
+                .sync_subnets(&current.id, &associations, fields.subnets)
                 .await?;
             resource
                 .attrs

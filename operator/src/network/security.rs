@@ -20,12 +20,12 @@ use aws_sdk_ec2::types::{
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, ignore, required, set_of, updated};
+use crate::aws::kit::{Ec2Listing, Kit, ignore, set_of, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{SendError, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, ObservedResource, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -40,6 +40,29 @@ pub const INGRESS: &str = "ingress";
 pub const EGRESS: &str = "egress";
 /// Observed only: the group's name.
 pub const GROUP_NAME: &str = "group_name";
+
+crate::fields! {
+    /// A security group as the network wants it.
+    desired GroupFields,
+    /// A security group's fields as its driver reads them.
+    resolved GroupValues {
+        /// [`VPC_ID`].
+        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
+        /// [`DESCRIPTION`].
+        description: AttrValue => &'a str = DESCRIPTION, immutable;
+        /// [`INGRESS`].
+        ingress: AttrValue => &'a BTreeSet<AttrValue> = INGRESS, updatable;
+        /// [`EGRESS`].
+        egress: AttrValue => &'a BTreeSet<AttrValue> = EGRESS, updatable;
+    }
+}
+
+impl GroupValues<'_> {
+    /// The rules of one direction: egress or ingress.
+    fn rules(&self, egress: bool) -> &BTreeSet<AttrValue> {
+        if egress { self.egress } else { self.ingress }
+    }
+}
 
 /// The port Aurora MySQL listens on.
 pub const MYSQL_PORT: i64 = 3306;
@@ -80,11 +103,13 @@ pub fn desired_groups(spec: &DataPlatformSpec) -> Result<Vec<DesiredResource>, D
     let vpc = vpc_cidr(spec, SECURITY_GROUP)?.to_string();
     let app_port = i64::from(spec.app.port);
     let group = |key: &str, description: &str, ingress: Vec<AttrValue>, egress: Vec<AttrValue>| {
-        DesiredResource::new(SECURITY_GROUP, key)
-            .immutable(VPC_ID, AttrValue::reference(keys::VPC))
-            .field(DESCRIPTION, Field::immutable(description))
-            .updatable(INGRESS, AttrValue::set(ingress))
-            .updatable(EGRESS, AttrValue::set(egress))
+        let fields = GroupFields {
+            vpc_id: AttrValue::reference(keys::VPC),
+            description: description.into(),
+            ingress: AttrValue::set(ingress),
+            egress: AttrValue::set(egress),
+        };
+        fields.into_desired(SECURITY_GROUP, key)
     };
     let lb_ingress = spec
         .load_balancer
@@ -316,8 +341,8 @@ impl Kit for SecurityGroups {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let vpc = required(request.attrs, VPC_ID)?;
-        let description = required(request.attrs, DESCRIPTION)?;
+        let fields = GroupValues::read(request.attrs)?;
+        let (vpc, description) = (fields.vpc_id, fields.description);
         let name = request.name(NAME_LEN);
         let call = self.aws.ec2().await.create_security_group();
         let output = send_once!(
@@ -344,8 +369,9 @@ impl Kit for SecurityGroups {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
+        let fields = GroupValues::read(request.attrs)?;
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
-            let desired = set_of(request.attr(field));
+            let desired = fields.rules(egress).clone();
             self.sync_rules(
                 &resource.id,
                 egress,
@@ -364,13 +390,14 @@ impl Kit for SecurityGroups {
         &self,
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
+        let fields = GroupValues::read(request.attrs)?;
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
             if request.changed.iter().any(|f| f == field) {
                 self.sync_rules(
                     &request.current.id,
                     egress,
                     &set_of(request.current.attrs.get(field)),
-                    &set_of(request.new_value(field)),
+                    fields.rules(egress),
                 )
                 .await?;
             }

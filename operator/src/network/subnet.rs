@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet, SubnetState};
 
 use super::{SUBNET, cidr, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{SendError, classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Field,
-    Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -24,6 +24,22 @@ pub const CIDR_BLOCK: &str = "cidr_block";
 pub const AVAILABILITY_ZONE: &str = "availability_zone";
 /// Field: whether instances launched in it get a public IP.
 pub const MAP_PUBLIC_IP_ON_LAUNCH: &str = "map_public_ip_on_launch";
+
+crate::fields! {
+    /// A subnet as the network wants it.
+    desired SubnetFields,
+    /// A subnet's fields as its driver reads them.
+    resolved SubnetValues {
+        /// [`VPC_ID`].
+        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
+        /// [`CIDR_BLOCK`]: unique in the VPC.
+        cidr_block: AttrValue => &'a str = CIDR_BLOCK, immutable_unique;
+        /// [`AVAILABILITY_ZONE`].
+        availability_zone: AttrValue => &'a str = AVAILABILITY_ZONE, immutable;
+        /// [`MAP_PUBLIC_IP_ON_LAUNCH`].
+        map_public_ip_on_launch: AttrValue => bool = MAP_PUBLIC_IP_ON_LAUNCH, updatable;
+    }
+}
 
 driver!(
     /// The subnets component.
@@ -97,9 +113,8 @@ impl Kit for Subnets {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let vpc = required(request.attrs, VPC_ID)?;
-        let cidr = required(request.attrs, CIDR_BLOCK)?;
-        let az = required(request.attrs, AVAILABILITY_ZONE)?;
+        let fields = SubnetValues::read(request.attrs)?;
+        let (vpc, cidr, az) = (fields.vpc_id, fields.cidr_block, fields.availability_zone);
         let call = self.aws.ec2().await.create_subnet();
         let output = send_once!(
             aws_sdk_ec2,
@@ -124,12 +139,8 @@ impl Kit for Subnets {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        let wanted = request
-            .attr(MAP_PUBLIC_IP_ON_LAUNCH)
-            .and_then(AttrValue::as_bool);
-        if let Some(public) = wanted
-            && resource.attrs.get(MAP_PUBLIC_IP_ON_LAUNCH) != Some(&AttrValue::Bool(public))
-        {
+        let public = SubnetValues::read(request.attrs)?.map_public_ip_on_launch;
+        if resource.attrs.get(MAP_PUBLIC_IP_ON_LAUNCH) != Some(&AttrValue::Bool(public)) {
             self.set_public_ip(&resource.id, public).await?;
             resource
                 .attrs
@@ -142,11 +153,8 @@ impl Kit for Subnets {
         &self,
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        if request.changed.iter().any(|f| f == MAP_PUBLIC_IP_ON_LAUNCH)
-            && let Some(public) = request
-                .new_value(MAP_PUBLIC_IP_ON_LAUNCH)
-                .and_then(AttrValue::as_bool)
-        {
+        if request.changed.iter().any(|f| f == MAP_PUBLIC_IP_ON_LAUNCH) {
+            let public = SubnetValues::read(request.attrs)?.map_public_ip_on_launch;
             self.set_public_ip(&request.current.id, public).await?;
         }
         Ok(updated(&request))
@@ -167,11 +175,13 @@ impl Kit for Subnets {
 }
 
 fn subnet(key: crate::engine::Key, cidr: String, az: &str) -> DesiredResource {
-    DesiredResource::new(SUBNET, key)
-        .immutable(VPC_ID, AttrValue::reference(keys::VPC))
-        .field(CIDR_BLOCK, Field::immutable(cidr).unique())
-        .immutable(AVAILABILITY_ZONE, az)
-        .updatable(MAP_PUBLIC_IP_ON_LAUNCH, false)
+    let fields = SubnetFields {
+        vpc_id: AttrValue::reference(keys::VPC),
+        cidr_block: cidr.into(),
+        availability_zone: az.into(),
+        map_public_ip_on_launch: false.into(),
+    };
+    fields.into_desired(SUBNET, key)
 }
 
 impl Component<Intent> for Subnets {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
 
 use super::{VPC, check_region, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, required, updated};
+use crate::aws::kit::{Ec2Listing, Kit, updated};
 use crate::aws::tags::tag_specification;
 use crate::aws::{SendError, classify, deletion};
 use crate::engine::{
@@ -24,6 +24,20 @@ pub const CIDR_BLOCK: &str = "cidr_block";
 pub const ENABLE_DNS_SUPPORT: &str = "enable_dns_support";
 /// Field: DNS host names for instances.
 pub const ENABLE_DNS_HOSTNAMES: &str = "enable_dns_hostnames";
+
+crate::fields! {
+    /// The VPC as the network wants it.
+    desired VpcFields,
+    /// The VPC's fields as its driver reads them.
+    resolved VpcValues {
+        /// [`CIDR_BLOCK`].
+        cidr_block: AttrValue => &'a str = CIDR_BLOCK, immutable;
+        /// [`ENABLE_DNS_SUPPORT`].
+        enable_dns_support: AttrValue => bool = ENABLE_DNS_SUPPORT, updatable;
+        /// [`ENABLE_DNS_HOSTNAMES`].
+        enable_dns_hostnames: AttrValue => bool = ENABLE_DNS_HOSTNAMES, updatable;
+    }
+}
 
 driver!(
     /// The VPC component.
@@ -76,7 +90,7 @@ impl Kit for Vpc {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let cidr = required(request.attrs, CIDR_BLOCK)?;
+        let cidr = VpcValues::read(request.attrs)?.cidr_block;
         let call = self.aws.ec2().await.create_vpc().cidr_block(cidr);
         let output = send_once!(
             aws_sdk_ec2,
@@ -95,10 +109,11 @@ impl Kit for Vpc {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        for field in [ENABLE_DNS_SUPPORT, ENABLE_DNS_HOSTNAMES] {
-            let Some(value) = request.attr(field).and_then(AttrValue::as_bool) else {
-                continue;
-            };
+        let fields = VpcValues::read(request.attrs)?;
+        for (field, value) in [
+            (ENABLE_DNS_SUPPORT, fields.enable_dns_support),
+            (ENABLE_DNS_HOSTNAMES, fields.enable_dns_hostnames),
+        ] {
             if resource.attrs.get(field) != Some(&AttrValue::Bool(value)) {
                 self.set_attribute(&resource.id, field, value).await?;
                 resource.attrs.insert(field.to_owned(), value.into());
@@ -111,8 +126,12 @@ impl Kit for Vpc {
         &self,
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        for field in request.changed {
-            if let Some(value) = request.new_value(field).and_then(AttrValue::as_bool) {
+        let fields = VpcValues::read(request.attrs)?;
+        for (field, value) in [
+            (ENABLE_DNS_SUPPORT, fields.enable_dns_support),
+            (ENABLE_DNS_HOSTNAMES, fields.enable_dns_hostnames),
+        ] {
+            if request.changed.iter().any(|changed| changed == field) {
                 self.set_attribute(&request.current.id, field, value)
                     .await?;
             }
@@ -177,11 +196,11 @@ impl Component<Intent> for Vpc {
     fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         check_region(spec, &self.aws, VPC)?;
         let cidr = vpc_cidr(spec, VPC)?;
-        Ok(vec![
-            DesiredResource::new(VPC, keys::VPC)
-                .immutable(CIDR_BLOCK, cidr.to_string())
-                .updatable(ENABLE_DNS_SUPPORT, true)
-                .updatable(ENABLE_DNS_HOSTNAMES, true),
-        ])
+        let fields = VpcFields {
+            cidr_block: cidr.to_string().into(),
+            enable_dns_support: true.into(),
+            enable_dns_hostnames: true.into(),
+        };
+        Ok(vec![fields.into_desired(VPC, keys::VPC)])
     }
 }
