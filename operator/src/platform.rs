@@ -15,8 +15,8 @@ use crate::controller::conditions::Verdict;
 use crate::database;
 pub use crate::engine::PassError;
 use crate::engine::{
-    ActError, Component, Components, DuplicateKind, Engine, ExecuteOptions, Journal, Kind,
-    Observed, ObservedResource, Pass, Plan, Report, Scope,
+    ActError, Component, Components, DesiredError, DesiredGraph, DuplicateKind, Engine,
+    ExecuteOptions, Journal, Kind, Observed, ObservedResource, Pass, Plan, Report, Scope,
 };
 use crate::intent::Intent;
 
@@ -238,6 +238,11 @@ impl Platform {
             }
         }
         Ok(Teardown { pass, retained })
+    }
+
+    /// What `intent` wants of every component, as one graph.
+    pub fn desired(&self, intent: &Intent) -> Result<DesiredGraph, DesiredError> {
+        self.components.desired(intent)
     }
 
     /// Whether a teardown under `spec` leaves `resource` in AWS: its family's rule says so.

@@ -9,7 +9,7 @@
 //! ARN or writer endpoint shows as a difference. Observing costs one `DescribeLaunchTemplates`
 //! by tag plus one `DescribeLaunchTemplateVersions` per template.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
@@ -23,10 +23,11 @@ use aws_sdk_ec2::types::{
 
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
-use crate::aws::kit::{Ec2Listing, Kit, ignore, required};
+use crate::aws::kit::{Ec2Listing, Kit, ignore};
 use crate::aws::tags::{create_tags, tag_map};
 use crate::aws::{LostAnswer, SendError, classify};
 use crate::driver;
+use crate::engine::fields::owned;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, ObservedResource, Scope,
@@ -52,6 +53,30 @@ pub const ENVIRONMENT: &str = "environment";
 pub const REVISION: &str = "revision";
 /// Observed only: when the template was made (seconds since the epoch), to tell the newest.
 pub const CREATED: &str = "created";
+
+crate::fields! {
+    /// A launch template as compute wants it.
+    desired TemplateFields,
+    /// A launch template's fields as its driver reads them.
+    resolved TemplateValues {
+        /// [`IMAGE_ID`].
+        image_id: AttrValue => &'a str = IMAGE_ID, immutable;
+        /// [`INSTANCE_TYPE`].
+        instance_type: AttrValue => &'a str = INSTANCE_TYPE, immutable;
+        /// [`SECURITY_GROUPS`].
+        security_groups: AttrValue => BTreeSet<&'a str> = SECURITY_GROUPS, immutable;
+        /// [`INSTANCE_PROFILE`].
+        instance_profile: AttrValue => &'a str = INSTANCE_PROFILE, immutable;
+        /// [`METADATA`].
+        metadata: AttrValue => &'a AttrValue = METADATA, immutable;
+        /// [`ROOT_VOLUME`].
+        root_volume: AttrValue => &'a AttrValue = ROOT_VOLUME, immutable;
+        /// [`ENVIRONMENT`].
+        environment: AttrValue => &'a AttrValue = ENVIRONMENT, immutable;
+        /// [`REVISION`].
+        revision: AttrValue => &'a str = REVISION, immutable;
+    }
+}
 
 /// Amazon Linux 2023's root device.
 pub const ROOT_DEVICE: &str = "/dev/xvda";
@@ -113,21 +138,17 @@ pub fn desired_templates(intent: &Intent) -> Vec<DesiredResource> {
                 (env::DB_SSL_MODE, AttrValue::str("required")),
                 (env::LOG_FORMAT, AttrValue::str("json")),
             ]);
-            DesiredResource::new(LAUNCH_TEMPLATE, keys::launch_template(&revision.id))
-                .immutable(IMAGE_ID, revision.image_id.as_str())
-                .immutable(INSTANCE_TYPE, revision.instance_type.as_str())
-                .immutable(
-                    SECURITY_GROUPS,
-                    AttrValue::set([AttrValue::reference(network_keys::APP_SG)]),
-                )
-                .immutable(
-                    INSTANCE_PROFILE,
-                    AttrValue::reference(keys::INSTANCE_PROFILE),
-                )
-                .immutable(METADATA, metadata())
-                .immutable(ROOT_VOLUME, root_volume())
-                .immutable(ENVIRONMENT, environment)
-                .immutable(REVISION, revision.id.as_str())
+            let fields = TemplateFields {
+                image_id: revision.image_id.as_str().into(),
+                instance_type: revision.instance_type.as_str().into(),
+                security_groups: AttrValue::set([AttrValue::reference(network_keys::APP_SG)]),
+                instance_profile: AttrValue::reference(keys::INSTANCE_PROFILE),
+                metadata: metadata(),
+                root_volume: root_volume(),
+                environment,
+                revision: revision.id.as_str().into(),
+            };
+            fields.into_desired(LAUNCH_TEMPLATE, keys::launch_template(&revision.id))
         })
         .collect()
 }
@@ -312,18 +333,10 @@ impl Kit for LaunchTemplates {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let image = required(request.attrs, IMAGE_ID)?;
-        let instance_type = required(request.attrs, INSTANCE_TYPE)?;
-        let profile = required(request.attrs, INSTANCE_PROFILE)?;
-        let revision = required(request.attrs, REVISION)?;
-        let groups: Vec<String> = match request.attr(SECURITY_GROUPS) {
-            Some(AttrValue::Set(items)) => items
-                .iter()
-                .filter_map(AttrValue::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        };
+        let fields = TemplateValues::read(request.attrs)?;
+        let (image, instance_type) = (fields.image_id, fields.instance_type);
+        let (profile, revision) = (fields.instance_profile, fields.revision);
+        let groups = owned(&fields.security_groups);
         let user_data = encoded_user_data(request.attrs)?;
         let data = RequestLaunchTemplateData::builder()
             .image_id(image)

@@ -13,8 +13,8 @@ use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, deletion, error_code};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
+    Kind, ObservedResource, Reads, Scope, UpdateRequest,
 };
 use crate::intent::Intent;
 
@@ -168,19 +168,26 @@ impl DbClusterParameterGroup {
     }
 }
 
+crate::fields! {
+    /// The cluster parameter group as the database wants it.
+    desired ParameterGroupFields,
+    /// The parameter group's fields as its driver reads them.
+    resolved ParameterGroupValues {
+        /// [`FAMILY`].
+        family: AttrValue => &'a str = FAMILY, immutable;
+        /// [`PARAMETERS`].
+        parameters: AttrValue => &'a AttrValue = PARAMETERS, updatable;
+    }
+}
+
 /// The desired parameter group.
 pub fn desired() -> DesiredResource {
-    DesiredResource::new(DB_CLUSTER_PARAMETER_GROUP, keys::DB_CLUSTER_PARAMETER_GROUP)
-        .immutable(FAMILY, AURORA_MYSQL_8_FAMILY)
-        .updatable(
-            PARAMETERS,
-            AttrValue::Map(
-                parameters()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), AttrValue::from(v)))
-                    .collect(),
-            ),
-        )
+    let parameters = parameters().into_iter();
+    let fields = ParameterGroupFields {
+        family: AURORA_MYSQL_8_FAMILY.into(),
+        parameters: AttrValue::Map(parameters.map(|(k, v)| (k.to_owned(), v.into())).collect()),
+    };
+    fields.into_desired(DB_CLUSTER_PARAMETER_GROUP, keys::DB_CLUSTER_PARAMETER_GROUP)
 }
 
 impl Component<Intent> for DbClusterParameterGroup {
@@ -189,8 +196,8 @@ impl Component<Intent> for DbClusterParameterGroup {
     }
 }
 
-fn parameter_map(attrs: &Attrs) -> BTreeMap<String, String> {
-    match attrs.get(PARAMETERS) {
+fn parameter_map(value: Option<&AttrValue>) -> BTreeMap<String, String> {
+    match value {
         Some(AttrValue::Map(items)) => items
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
@@ -234,8 +241,7 @@ impl Kit for DbClusterParameterGroup {
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let name = Self::name(request.scope);
-        let family = request.attr(FAMILY).and_then(AttrValue::as_str);
-        let family = family.unwrap_or(AURORA_MYSQL_8_FAMILY);
+        let family = ParameterGroupValues::read(request.attrs)?.family;
         let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
         let call = self.aws.rds().await.create_db_cluster_parameter_group();
         let output = crate::send_once!(
@@ -262,11 +268,12 @@ impl Kit for DbClusterParameterGroup {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        let wanted: Vec<(String, String)> = parameter_map(request.attrs).into_iter().collect();
+        let parameters = ParameterGroupValues::read(request.attrs)?.parameters;
+        let wanted: Vec<(String, String)> = parameter_map(Some(parameters)).into_iter().collect();
         self.set_parameters(&resource.id, &wanted).await?;
-        if let Some(value) = request.attr(PARAMETERS) {
-            resource.attrs.insert(PARAMETERS.to_owned(), value.clone());
-        }
+        resource
+            .attrs
+            .insert(PARAMETERS.to_owned(), parameters.clone());
         Ok(resource)
     }
 
@@ -275,8 +282,8 @@ impl Kit for DbClusterParameterGroup {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         if request.changed.iter().any(|f| f == PARAMETERS) {
-            let wanted = parameter_map(request.attrs);
-            let current = parameter_map(&request.current.attrs);
+            let wanted = parameter_map(Some(ParameterGroupValues::read(request.attrs)?.parameters));
+            let current = parameter_map(request.current.attrs.get(PARAMETERS));
             let changed: Vec<(String, String)> = wanted
                 .iter()
                 .filter(|(k, v)| current.get(*k) != Some(*v))

@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::types::{
 };
 
 use super::{DATABASE_SECRET, keys};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{LostAnswer, SendError, classify, error_code};
 use crate::driver;
 use crate::engine::{
@@ -25,14 +25,28 @@ pub const CLUSTER: &str = "db_cluster";
 /// Field: days between automatic rotations.
 pub const ROTATION_DAYS: &str = "rotation_days";
 
+crate::fields! {
+    /// The database secret as the database wants it.
+    desired SecretFields,
+    /// The secret's fields as its driver reads them.
+    resolved SecretValues {
+        /// [`CLUSTER`].
+        cluster: AttrValue => &'a str = CLUSTER, immutable;
+        /// [`ROTATION_DAYS`].
+        rotation_days: AttrValue => i64 = ROTATION_DAYS, updatable;
+    }
+}
+
 /// The tag RDS puts on the secret naming its cluster's ARN.
 const RDS_CLUSTER_TAG: &str = "aws:rds:primaryDBClusterArn";
 
 /// The desired secret: the cluster's, rotated every `credentials.rotationDays`.
 pub fn desired(spec: &Intent) -> DesiredResource {
-    DesiredResource::new(DATABASE_SECRET, keys::DB_SECRET)
-        .immutable(CLUSTER, AttrValue::reference(keys::DB_CLUSTER))
-        .updatable(ROTATION_DAYS, spec.credentials.rotation_days)
+    let fields = SecretFields {
+        cluster: AttrValue::reference(keys::DB_CLUSTER),
+        rotation_days: spec.credentials.rotation_days.into(),
+    };
+    fields.into_desired(DATABASE_SECRET, keys::DB_SECRET)
 }
 
 /// The cluster identifier at the end of a cluster ARN (`arn:aws:rds:…:cluster:<id>`).
@@ -121,18 +135,6 @@ impl Component<Intent> for DatabaseSecret {
     }
 }
 
-fn days(request_attrs: &crate::engine::Attrs) -> Result<i64, ActError> {
-    request_attrs
-        .get(ROTATION_DAYS)
-        .and_then(AttrValue::as_int)
-        .ok_or_else(|| {
-            ActError::refused(
-                "PlinthMissingField",
-                format!("the desired secret has no number field {ROTATION_DAYS}"),
-            )
-        })
-}
-
 #[async_trait]
 impl Listing for DatabaseSecret {
     async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
@@ -152,8 +154,8 @@ impl Kit for DatabaseSecret {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let cluster = required(request.attrs, CLUSTER)?;
-        let days = days(request.attrs)?;
+        let fields = SecretValues::read(request.attrs)?;
+        let (cluster, days) = (fields.cluster, fields.rotation_days);
         let output = self
             .aws
             .rds()
@@ -199,8 +201,8 @@ impl Kit for DatabaseSecret {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         if request.changed.iter().any(|f| f == ROTATION_DAYS) {
-            self.set_rotation(&request.current.id, days(request.attrs)?)
-                .await?;
+            let days = SecretValues::read(request.attrs)?.rotation_days;
+            self.set_rotation(&request.current.id, days).await?;
         }
         Ok(updated(&request))
     }

@@ -2,12 +2,15 @@
 //! placed in. Found by its deterministic name (RDS lists subnet groups without their tags);
 //! its subnets change in place.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 
 use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_tags};
 use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, deletion, error_code};
 use crate::driver;
+use crate::engine::fields::owned;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, ObservedResource, Reads, Scope, UpdateRequest,
@@ -69,33 +72,28 @@ impl DbSubnetGroup {
     }
 }
 
+crate::fields! {
+    /// The DB subnet group as the database wants it.
+    desired SubnetGroupFields,
+    /// The DB subnet group's fields as its driver reads them.
+    resolved SubnetGroupValues {
+        /// [`SUBNET_IDS`].
+        subnet_ids: AttrValue => BTreeSet<&'a str> = SUBNET_IDS, updatable;
+    }
+}
+
 /// The desired subnet group: every private subnet of the spec's zones.
 pub fn desired(spec: &Intent) -> DesiredResource {
-    DesiredResource::new(DB_SUBNET_GROUP, keys::DB_SUBNET_GROUP).updatable(
-        SUBNET_IDS,
-        AttrValue::set(
-            spec.network
-                .availability_zones
-                .iter()
-                .map(|az| AttrValue::reference(net::private_subnet(az))),
-        ),
-    )
+    let zones = spec.network.availability_zones.iter();
+    let fields = SubnetGroupFields {
+        subnet_ids: AttrValue::set(zones.map(|az| AttrValue::reference(net::private_subnet(az)))),
+    };
+    fields.into_desired(DB_SUBNET_GROUP, keys::DB_SUBNET_GROUP)
 }
 
 impl Component<Intent> for DbSubnetGroup {
     fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
         Ok(vec![desired(spec)])
-    }
-}
-
-fn subnet_ids(request_attrs: &crate::engine::Attrs) -> Vec<String> {
-    match request_attrs.get(SUBNET_IDS) {
-        Some(AttrValue::Set(items)) => items
-            .iter()
-            .filter_map(AttrValue::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -133,7 +131,7 @@ impl Kit for DbSubnetGroup {
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
         let name = Self::name(request.scope);
-        let subnets = subnet_ids(request.attrs);
+        let subnets = owned(&SubnetGroupValues::read(request.attrs)?.subnet_ids);
         let description = format!("Plinth: private subnets of {}", request.scope.platform());
         let call = self.aws.rds().await.create_db_subnet_group();
         let output = crate::send_once!(
@@ -162,7 +160,9 @@ impl Kit for DbSubnetGroup {
         let call = self.aws.rds().await.modify_db_subnet_group();
         let call = call.db_subnet_group_name(&request.current.id);
         let result = call
-            .set_subnet_ids(Some(subnet_ids(request.attrs)))
+            .set_subnet_ids(Some(owned(
+                &SubnetGroupValues::read(request.attrs)?.subnet_ids,
+            )))
             .send()
             .await;
         result.map_err(|e| classify(&e))?;

@@ -119,6 +119,11 @@ impl IntoField for Option<AttrValue> {
     }
 }
 
+/// A set of strings as the SDK takes a list of them.
+pub fn owned(items: &BTreeSet<&str>) -> Vec<String> {
+    items.iter().map(|&item| item.to_owned()).collect()
+}
+
 /// Reads one field for [`fields!`](crate::fields): a refusal naming it when it is missing or
 /// of another type (a bug in the component's `desired`, since the engine hands every desired
 /// field over).

@@ -27,7 +27,7 @@
 //! rebuilds it (from the alarm's own ARN's partition, region and account) when it observes, so
 //! desired and observed compare as the same ARN.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{
@@ -38,6 +38,7 @@ use aws_sdk_cloudwatch::types::{
 use super::{ALARM, CrossFamily, keys};
 use crate::aws::kit::{Kit, Listing, Select};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
+use crate::engine::fields::owned;
 use crate::engine::{
     ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
     Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
@@ -151,6 +152,34 @@ pub struct Rule<'a> {
     pub missing: &'a str,
 }
 
+crate::fields! {
+    /// An alarm as monitoring wants it.
+    desired AlarmFields,
+    /// An alarm's fields as its driver reads them.
+    resolved AlarmValues {
+        /// [`DESCRIPTION`].
+        description: AttrValue => &'a str = DESCRIPTION, updatable;
+        /// [`METRIC`]: one metric (or [`METRICS`]).
+        metric: Option<AttrValue> => Option<&'a AttrValue> = METRIC, updatable;
+        /// [`METRICS`]: a metric math query (or [`METRIC`]).
+        metrics: Option<AttrValue> => Option<&'a AttrValue> = METRICS, updatable;
+        /// [`THRESHOLD`].
+        threshold: AttrValue => &'a str = THRESHOLD, updatable;
+        /// [`COMPARISON`].
+        comparison: AttrValue => &'a str = COMPARISON, updatable;
+        /// [`EVALUATION_PERIODS`].
+        evaluation_periods: AttrValue => i32 = EVALUATION_PERIODS, updatable;
+        /// [`DATAPOINTS_TO_ALARM`].
+        datapoints_to_alarm: AttrValue => i32 = DATAPOINTS_TO_ALARM, updatable;
+        /// [`TREAT_MISSING_DATA`].
+        treat_missing_data: AttrValue => &'a str = TREAT_MISSING_DATA, updatable;
+        /// [`ALARM_ACTIONS`].
+        alarm_actions: AttrValue => BTreeSet<&'a str> = ALARM_ACTIONS, updatable;
+        /// [`OK_ACTIONS`].
+        ok_actions: AttrValue => BTreeSet<&'a str> = OK_ACTIONS, updatable;
+    }
+}
+
 /// An alarm on `query` (a [`METRIC`] map or a [`METRICS`] list) with `actions` when it fires
 /// and `ok` when it recovers.
 pub fn alarm(
@@ -160,21 +189,24 @@ pub fn alarm(
     actions: Vec<AttrValue>,
     ok: Vec<AttrValue>,
 ) -> DesiredResource {
-    let field = if matches!(query, AttrValue::List(_)) {
-        METRICS
+    let (metric, metrics) = if matches!(query, AttrValue::List(_)) {
+        (None, Some(query))
     } else {
-        METRIC
+        (Some(query), None)
     };
-    DesiredResource::new(ALARM, key)
-        .updatable(DESCRIPTION, rule.description)
-        .updatable(field, query)
-        .updatable(THRESHOLD, threshold_text(rule.threshold))
-        .updatable(COMPARISON, rule.comparison)
-        .updatable(EVALUATION_PERIODS, rule.periods)
-        .updatable(DATAPOINTS_TO_ALARM, rule.datapoints)
-        .updatable(TREAT_MISSING_DATA, rule.missing)
-        .updatable(ALARM_ACTIONS, AttrValue::set(actions))
-        .updatable(OK_ACTIONS, AttrValue::set(ok))
+    let fields = AlarmFields {
+        description: rule.description.into(),
+        metric,
+        metrics,
+        threshold: threshold_text(rule.threshold).into(),
+        comparison: rule.comparison.into(),
+        evaluation_periods: rule.periods.into(),
+        datapoints_to_alarm: rule.datapoints.into(),
+        treat_missing_data: rule.missing.into(),
+        alarm_actions: AttrValue::set(actions),
+        ok_actions: AttrValue::set(ok),
+    };
+    fields.into_desired(ALARM, key)
 }
 
 fn topic() -> Vec<AttrValue> {
@@ -586,45 +618,28 @@ fn metric_stat(value: &AttrValue) -> Result<MetricStat, ActError> {
         .build())
 }
 
-fn actions(attrs: &Attrs, field: &str) -> Vec<String> {
-    match attrs.get(field) {
-        Some(AttrValue::Set(items)) => items
-            .iter()
-            .filter_map(AttrValue::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 impl Alarms {
     /// `PutMetricAlarm` of the whole desired definition: creates or replaces it.
     async fn put(&self, name: &str, attrs: &Attrs, tags: Option<Vec<Tag>>) -> Result<(), ActError> {
-        let threshold: f64 = text(attrs, THRESHOLD)?
-            .parse()
-            .map_err(|_| invalid(THRESHOLD))?;
+        let fields = AlarmValues::read(attrs)?;
+        let threshold: f64 = fields.threshold.parse().map_err(|_| invalid(THRESHOLD))?;
         let mut call = self
             .aws
             .cloudwatch()
             .await
             .put_metric_alarm()
             .alarm_name(name)
-            .set_alarm_description(
-                attrs
-                    .get(DESCRIPTION)
-                    .and_then(AttrValue::as_str)
-                    .map(str::to_owned),
-            )
+            .alarm_description(fields.description)
             .actions_enabled(true)
-            .set_alarm_actions(Some(actions(attrs, ALARM_ACTIONS)))
-            .set_ok_actions(Some(actions(attrs, OK_ACTIONS)))
+            .set_alarm_actions(Some(owned(&fields.alarm_actions)))
+            .set_ok_actions(Some(owned(&fields.ok_actions)))
             .threshold(threshold)
-            .comparison_operator(ComparisonOperator::from(text(attrs, COMPARISON)?))
-            .evaluation_periods(int(attrs, EVALUATION_PERIODS)?)
-            .datapoints_to_alarm(int(attrs, DATAPOINTS_TO_ALARM)?)
-            .treat_missing_data(text(attrs, TREAT_MISSING_DATA)?)
+            .comparison_operator(ComparisonOperator::from(fields.comparison))
+            .evaluation_periods(fields.evaluation_periods)
+            .datapoints_to_alarm(fields.datapoints_to_alarm)
+            .treat_missing_data(fields.treat_missing_data)
             .set_tags(tags);
-        match (attrs.get(METRIC), attrs.get(METRICS)) {
+        match (fields.metric, fields.metrics) {
             (Some(AttrValue::Map(m)), _) => {
                 let stat = text(m, "stat")?;
                 call = call

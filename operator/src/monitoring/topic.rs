@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 
 use super::{ALARM_SUBSCRIPTION, ALARM_TOPIC, keys};
-use crate::aws::kit::{Kit, Listing, Select, required};
+use crate::aws::kit::{Kit, Listing, Select};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
 use crate::driver;
@@ -50,6 +50,20 @@ pub const PROTOCOL: &str = "protocol";
 pub const ENDPOINT: &str = "endpoint";
 /// Observed only (subscription): the address has not confirmed yet.
 pub const PENDING_CONFIRMATION: &str = "pending_confirmation";
+
+crate::fields! {
+    /// The e-mail subscription as monitoring wants it.
+    desired SubscriptionFields,
+    /// The subscription's fields as its driver reads them.
+    resolved SubscriptionValues {
+        /// [`TOPIC_ARN`].
+        topic_arn: AttrValue => &'a str = TOPIC_ARN, immutable;
+        /// [`PROTOCOL`].
+        protocol: AttrValue => &'a str = PROTOCOL, immutable;
+        /// [`ENDPOINT`].
+        endpoint: AttrValue => &'a str = ENDPOINT, immutable;
+    }
+}
 
 /// The topic tag naming Plinth's e-mail subscription by a hash of its address.
 pub const SUBSCRIPTION_TAG: &str = "plinth.dev/alarm-subscription";
@@ -254,12 +268,12 @@ driver!(
 /// The desired subscription of an Intent: none without `spec.monitoring.alarmEmail` (pure).
 pub fn desired_subscription(intent: &Intent) -> Option<DesiredResource> {
     let email = intent.monitoring.alarm_email.as_deref()?;
-    Some(
-        DesiredResource::new(ALARM_SUBSCRIPTION, keys::ALARM_SUBSCRIPTION)
-            .immutable(TOPIC_ARN, AttrValue::reference(keys::ALARM_TOPIC))
-            .immutable(PROTOCOL, "email")
-            .immutable(ENDPOINT, email),
-    )
+    let fields = SubscriptionFields {
+        topic_arn: AttrValue::reference(keys::ALARM_TOPIC),
+        protocol: "email".into(),
+        endpoint: email.into(),
+    };
+    Some(fields.into_desired(ALARM_SUBSCRIPTION, keys::ALARM_SUBSCRIPTION))
 }
 
 /// The id Plinth gives a subscription SNS lists without an ARN (pending confirmation).
@@ -381,9 +395,8 @@ impl Kit for Subscriptions {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let topic = required(request.attrs, TOPIC_ARN)?;
-        let protocol = required(request.attrs, PROTOCOL)?;
-        let endpoint = required(request.attrs, ENDPOINT)?;
+        let fields = SubscriptionValues::read(request.attrs)?;
+        let (topic, protocol, endpoint) = (fields.topic_arn, fields.protocol, fields.endpoint);
         // SNS's own view first (the observe's may lag behind a subscribe a moment ago): each
         // `Subscribe` of a pending address mails it another confirmation.
         let hash = stable_hash(endpoint);

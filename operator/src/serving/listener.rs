@@ -19,7 +19,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LISTENER, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, deletion};
 use crate::driver;
 use crate::engine::{
@@ -103,26 +103,63 @@ pub fn https_redirect() -> AttrValue {
     ])
 }
 
+crate::fields! {
+    /// A listener as serving wants it.
+    desired ListenerFields,
+    /// A listener's fields as its driver reads them.
+    resolved ListenerValues {
+        /// [`LOAD_BALANCER_ARN`].
+        load_balancer_arn: AttrValue => &'a str = LOAD_BALANCER_ARN, immutable;
+        /// [`PORT`].
+        port: AttrValue => i32 = PORT, immutable;
+        /// [`PROTOCOL`].
+        protocol: AttrValue => &'a str = PROTOCOL, updatable;
+        /// [`SSL_POLICY`]: HTTPS only.
+        ssl_policy: Option<AttrValue> => Option<&'a str> = SSL_POLICY, updatable;
+        /// [`CERTIFICATE_ARN`]: HTTPS only.
+        certificate_arn: Option<AttrValue> => Option<&'a str> = CERTIFICATE_ARN, updatable;
+        /// [`DEFAULT_ACTION`].
+        default_action: AttrValue => &'a AttrValue = DEFAULT_ACTION, updatable;
+    }
+}
+
+impl ListenerValues<'_> {
+    /// The certificate as the SDK takes it.
+    fn certificates(&self) -> Option<Vec<Certificate>> {
+        let arn = self.certificate_arn?;
+        Some(vec![Certificate::builder().certificate_arn(arn).build()])
+    }
+}
+
 /// The desired listeners of an Intent (pure).
 pub fn desired_listeners(intent: &Intent) -> Vec<DesiredResource> {
-    let listener = |key: &str, port: i32, protocol: &str| {
-        DesiredResource::new(LISTENER, key)
-            .immutable(LOAD_BALANCER_ARN, AttrValue::reference(keys::LOAD_BALANCER))
-            .immutable(PORT, port)
-            .updatable(PROTOCOL, protocol)
+    let http = |default_action| {
+        let fields = ListenerFields {
+            load_balancer_arn: AttrValue::reference(keys::LOAD_BALANCER),
+            port: 80.into(),
+            protocol: "HTTP".into(),
+            ssl_policy: None,
+            certificate_arn: None,
+            default_action,
+        };
+        fields.into_desired(LISTENER, keys::HTTP_LISTENER)
     };
     match intent.load_balancer.https_certificate() {
-        Some(certificate) => vec![
-            listener(keys::HTTPS_LISTENER, 443, "HTTPS")
-                .updatable(SSL_POLICY, TLS_POLICY)
-                .updatable(CERTIFICATE_ARN, certificate)
-                .updatable(DEFAULT_ACTION, weighted_forward(intent)),
-            listener(keys::HTTP_LISTENER, 80, "HTTP").updatable(DEFAULT_ACTION, https_redirect()),
-        ],
-        None => vec![
-            listener(keys::HTTP_LISTENER, 80, "HTTP")
-                .updatable(DEFAULT_ACTION, weighted_forward(intent)),
-        ],
+        Some(certificate) => {
+            let https = ListenerFields {
+                load_balancer_arn: AttrValue::reference(keys::LOAD_BALANCER),
+                port: 443.into(),
+                protocol: "HTTPS".into(),
+                ssl_policy: Some(TLS_POLICY.into()),
+                certificate_arn: Some(certificate.into()),
+                default_action: weighted_forward(intent),
+            };
+            vec![
+                https.into_desired(LISTENER, keys::HTTPS_LISTENER),
+                http(https_redirect()),
+            ]
+        }
+        None => vec![http(weighted_forward(intent))],
     }
 }
 
@@ -299,14 +336,6 @@ impl Component<Intent> for Listeners {
     }
 }
 
-/// The certificates of a listener's attributes, in the SDK's shape.
-fn certificates(attrs: &crate::engine::Attrs) -> Option<Vec<Certificate>> {
-    attrs
-        .get(CERTIFICATE_ARN)
-        .and_then(AttrValue::as_str)
-        .map(|arn| vec![Certificate::builder().certificate_arn(arn).build()])
-}
-
 #[async_trait]
 impl Listing for Listeners {
     async fn list(
@@ -330,21 +359,16 @@ impl Kit for Listeners {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let lb = required(request.attrs, LOAD_BALANCER_ARN)?;
-        let protocol = required(request.attrs, PROTOCOL)?;
-        let port = request.attr(PORT).and_then(AttrValue::as_int);
-        let port = port.and_then(|p| i32::try_from(p).ok());
-        let port = port.ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
-        let ssl_policy = request.attr(SSL_POLICY).and_then(AttrValue::as_str);
+        let fields = ListenerValues::read(request.attrs)?;
         let call = self.aws.elbv2().await.create_listener();
         let output = crate::send_once!(
             aws_sdk_elasticloadbalancingv2,
-            call.load_balancer_arn(lb)
-                .protocol(ProtocolEnum::from(protocol))
-                .port(port)
-                .set_ssl_policy(ssl_policy.map(str::to_owned))
-                .set_certificates(certificates(request.attrs))
-                .default_actions(action_of(request.attr(DEFAULT_ACTION))?)
+            call.load_balancer_arn(fields.load_balancer_arn)
+                .protocol(ProtocolEnum::from(fields.protocol))
+                .port(fields.port)
+                .set_ssl_policy(fields.ssl_policy.map(str::to_owned))
+                .set_certificates(fields.certificates())
+                .default_actions(action_of(Some(fields.default_action))?)
                 .set_tags(Some(create_tags(request, &[])))
         )?;
         let made = output.listeners().first();
@@ -362,6 +386,7 @@ impl Kit for Listeners {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let changed = |field: &str| request.changed.iter().any(|c| c == field);
+        let fields = ListenerValues::read(request.attrs)?;
         let mut call = self
             .aws
             .elbv2()
@@ -369,16 +394,16 @@ impl Kit for Listeners {
             .modify_listener()
             .listener_arn(&request.current.id);
         if changed(PROTOCOL) {
-            call = call.protocol(ProtocolEnum::from(required(request.attrs, PROTOCOL)?));
+            call = call.protocol(ProtocolEnum::from(fields.protocol));
         }
         if changed(SSL_POLICY) {
-            call = call.ssl_policy(required(request.attrs, SSL_POLICY)?);
+            call = call.set_ssl_policy(fields.ssl_policy.map(str::to_owned));
         }
         if changed(CERTIFICATE_ARN) {
-            call = call.set_certificates(certificates(request.attrs));
+            call = call.set_certificates(fields.certificates());
         }
         if changed(DEFAULT_ACTION) {
-            call = call.default_actions(action_of(request.new_value(DEFAULT_ACTION))?);
+            call = call.default_actions(action_of(Some(fields.default_action))?);
         }
         call.send().await.map_err(|e| classify(&e))?;
         Ok(updated(&request))

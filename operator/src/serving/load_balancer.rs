@@ -10,6 +10,8 @@
 //! corrected like any other field). `provisioning` is [`Lifecycle::Pending`]: listeners wait
 //! for it.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
     IpAddressType, LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum,
@@ -17,9 +19,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{LostAnswer, SendError, classify, deletion};
 use crate::driver;
+use crate::engine::fields::owned;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
     Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
@@ -67,6 +70,26 @@ driver!(
     LoadBalancers
 );
 
+crate::fields! {
+    /// The load balancer as serving wants it.
+    desired BalancerFields,
+    /// The load balancer's fields as its driver reads them.
+    resolved BalancerValues {
+        /// [`SCHEME`].
+        scheme: AttrValue => &'a str = SCHEME, immutable;
+        /// [`TYPE`].
+        balancer_type: AttrValue => &'a str = TYPE, immutable;
+        /// [`IP_ADDRESS_TYPE`].
+        ip_address_type: AttrValue => &'a str = IP_ADDRESS_TYPE, immutable;
+        /// [`SUBNETS`].
+        subnets: AttrValue => BTreeSet<&'a str> = SUBNETS, updatable;
+        /// [`SECURITY_GROUPS`].
+        security_groups: AttrValue => BTreeSet<&'a str> = SECURITY_GROUPS, updatable;
+        /// [`DROP_INVALID_HEADER_FIELDS`].
+        drop_invalid_header_fields: AttrValue => bool = DROP_INVALID_HEADER_FIELDS, updatable;
+    }
+}
+
 /// The desired load balancer of a spec (pure).
 pub fn desired_load_balancer(intent: &Intent) -> DesiredResource {
     let subnets = intent
@@ -74,16 +97,15 @@ pub fn desired_load_balancer(intent: &Intent) -> DesiredResource {
         .availability_zones
         .iter()
         .map(|az| AttrValue::reference(network::keys::public_subnet(az)));
-    DesiredResource::new(LOAD_BALANCER, keys::LOAD_BALANCER)
-        .immutable(SCHEME, "internet-facing")
-        .immutable(TYPE, "application")
-        .immutable(IP_ADDRESS_TYPE, "ipv4")
-        .updatable(SUBNETS, AttrValue::set(subnets))
-        .updatable(
-            SECURITY_GROUPS,
-            AttrValue::set([AttrValue::reference(network::keys::LOAD_BALANCER_SG)]),
-        )
-        .updatable(DROP_INVALID_HEADER_FIELDS, true)
+    let fields = BalancerFields {
+        scheme: "internet-facing".into(),
+        balancer_type: "application".into(),
+        ip_address_type: "ipv4".into(),
+        subnets: AttrValue::set(subnets),
+        security_groups: AttrValue::set([AttrValue::reference(network::keys::LOAD_BALANCER_SG)]),
+        drop_invalid_header_fields: true.into(),
+    };
+    fields.into_desired(LOAD_BALANCER, keys::LOAD_BALANCER)
 }
 
 /// The fields of a load balancer as AWS describes it (attributes apart).
@@ -134,17 +156,6 @@ fn observed_of(key: Key, lb: &LoadBalancer) -> Option<ObservedResource> {
 }
 
 /// The ids in a set field.
-fn ids(value: Option<&AttrValue>) -> Vec<String> {
-    match value {
-        Some(AttrValue::Set(items)) => items
-            .iter()
-            .filter_map(AttrValue::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 impl LoadBalancers {
     async fn read(&self, scope: &Scope, reads: &Reads) -> Result<Vec<ObservedResource>, ActError> {
         let front = front(&self.aws, scope, reads).await?;
@@ -234,16 +245,16 @@ impl Kit for LoadBalancers {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let scheme = required(request.attrs, SCHEME)?;
+        let fields = BalancerValues::read(request.attrs)?;
         let call = self.aws.elbv2().await.create_load_balancer();
         let output = crate::send_once!(
             aws_sdk_elasticloadbalancingv2,
             call.name(request.name(NAME_LEN))
-                .set_subnets(Some(ids(request.attr(SUBNETS))))
-                .set_security_groups(Some(ids(request.attr(SECURITY_GROUPS))))
-                .scheme(LoadBalancerSchemeEnum::from(scheme))
-                .r#type(LoadBalancerTypeEnum::Application)
-                .ip_address_type(IpAddressType::Ipv4)
+                .set_subnets(Some(owned(&fields.subnets)))
+                .set_security_groups(Some(owned(&fields.security_groups)))
+                .scheme(LoadBalancerSchemeEnum::from(fields.scheme))
+                .r#type(LoadBalancerTypeEnum::from(fields.balancer_type))
+                .ip_address_type(IpAddressType::from(fields.ip_address_type))
                 .set_tags(Some(create_tags(request, &[])))
         )?;
         let made = output.load_balancers().first();
@@ -262,13 +273,9 @@ impl Kit for LoadBalancers {
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
-        if let Some(value) = request
-            .attr(DROP_INVALID_HEADER_FIELDS)
-            .and_then(AttrValue::as_bool)
-        {
-            self.set_drop_invalid(&resource.id, value).await?;
-            resource = resource.attr(DROP_INVALID_HEADER_FIELDS, value);
-        }
+        let value = BalancerValues::read(request.attrs)?.drop_invalid_header_fields;
+        self.set_drop_invalid(&resource.id, value).await?;
+        resource = resource.attr(DROP_INVALID_HEADER_FIELDS, value);
         Ok(resource)
     }
 
@@ -277,6 +284,7 @@ impl Kit for LoadBalancers {
         request: UpdateRequest<'_>,
     ) -> Result<ObservedResource, ActError> {
         let arn = &request.current.id;
+        let fields = BalancerValues::read(request.attrs)?;
         for field in request.changed {
             match field.as_str() {
                 SUBNETS => {
@@ -285,7 +293,7 @@ impl Kit for LoadBalancers {
                         .await
                         .set_subnets()
                         .load_balancer_arn(arn)
-                        .set_subnets(Some(ids(request.new_value(SUBNETS))))
+                        .set_subnets(Some(owned(&fields.subnets)))
                         .send()
                         .await
                         .map_err(|e| classify(&e))?;
@@ -296,16 +304,13 @@ impl Kit for LoadBalancers {
                         .await
                         .set_security_groups()
                         .load_balancer_arn(arn)
-                        .set_security_groups(Some(ids(request.new_value(SECURITY_GROUPS))))
+                        .set_security_groups(Some(owned(&fields.security_groups)))
                         .send()
                         .await
                         .map_err(|e| classify(&e))?;
                 }
                 DROP_INVALID_HEADER_FIELDS => {
-                    let value = request
-                        .new_value(field)
-                        .and_then(AttrValue::as_bool)
-                        .unwrap_or(true);
+                    let value = fields.drop_invalid_header_fields;
                     self.set_drop_invalid(arn, value).await?;
                 }
                 other => {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, tags_of};
-use crate::aws::kit::{Kit, Listing, Select, required, updated};
+use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::tagging::{GET_RESOURCES, tagged};
 use crate::aws::{LostAnswer, SendError, classify, error_code};
 use crate::driver;
@@ -72,6 +72,26 @@ driver!(
     TargetGroups
 );
 
+crate::fields! {
+    /// A target group as serving wants it.
+    desired TargetGroupFields,
+    /// A target group's fields as its driver reads them.
+    resolved TargetGroupValues {
+        /// [`PROTOCOL`].
+        protocol: AttrValue => &'a str = PROTOCOL, immutable;
+        /// [`PORT`].
+        port: AttrValue => i32 = PORT, immutable;
+        /// [`VPC_ID`].
+        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
+        /// [`TARGET_TYPE`].
+        target_type: AttrValue => &'a str = TARGET_TYPE, immutable;
+        /// [`REVISION`].
+        revision: AttrValue => &'a str = REVISION, immutable;
+        /// [`HEALTH_CHECK`].
+        health_check: AttrValue => &'a AttrValue = HEALTH_CHECK, updatable;
+    }
+}
+
 /// The desired target groups of an Intent, one per revision it runs (pure).
 pub fn desired_target_groups(intent: &Intent) -> Vec<DesiredResource> {
     let check = &intent.load_balancer.health_check;
@@ -88,13 +108,15 @@ pub fn desired_target_groups(intent: &Intent) -> Vec<DesiredResource> {
         .weights()
         .into_iter()
         .map(|(revision, _)| {
-            DesiredResource::new(TARGET_GROUP, keys::target_group(&revision.id))
-                .immutable(PROTOCOL, "HTTP")
-                .immutable(PORT, intent.app.port)
-                .immutable(VPC_ID, AttrValue::reference(network::keys::VPC))
-                .immutable(TARGET_TYPE, "instance")
-                .immutable(REVISION, revision.id.clone())
-                .updatable(HEALTH_CHECK, health.clone())
+            let fields = TargetGroupFields {
+                protocol: "HTTP".into(),
+                port: intent.app.port.into(),
+                vpc_id: AttrValue::reference(network::keys::VPC),
+                target_type: "instance".into(),
+                revision: revision.id.clone().into(),
+                health_check: health.clone(),
+            };
+            fields.into_desired(TARGET_GROUP, keys::target_group(&revision.id))
         })
         .collect()
 }
@@ -333,14 +355,9 @@ impl Kit for TargetGroups {
         &self,
         request: &CreateRequest<'_>,
     ) -> Result<ObservedResource, SendError> {
-        let vpc = required(request.attrs, VPC_ID)?;
-        let revision = required(request.attrs, REVISION)?;
-        let protocol = required(request.attrs, PROTOCOL)?;
-        let target_type = required(request.attrs, TARGET_TYPE)?;
-        let port = request.attr(PORT).and_then(AttrValue::as_int);
-        let port = port.and_then(|p| i32::try_from(p).ok());
-        let port = port.ok_or_else(|| ActError::refused("PlinthMissingField", "no port"))?;
-        let health = request.attr(HEALTH_CHECK);
+        let fields = TargetGroupValues::read(request.attrs)?;
+        let (vpc, revision) = (fields.vpc_id, fields.revision);
+        let health = Some(fields.health_check);
         let name = request.name(NAME_LEN);
         let path = setting(health, HC_PATH).and_then(AttrValue::as_str);
         let matcher = setting(health, HC_MATCHER).and_then(AttrValue::as_str);
@@ -348,10 +365,10 @@ impl Kit for TargetGroups {
         let output = crate::send_once!(
             aws_sdk_elasticloadbalancingv2,
             call.name(&name)
-                .protocol(ProtocolEnum::from(protocol))
-                .port(port)
+                .protocol(ProtocolEnum::from(fields.protocol))
+                .port(fields.port)
                 .vpc_id(vpc)
-                .target_type(TargetTypeEnum::from(target_type))
+                .target_type(TargetTypeEnum::from(fields.target_type))
                 .health_check_protocol(ProtocolEnum::Http)
                 .set_health_check_path(path.map(str::to_owned))
                 .set_health_check_interval_seconds(int_setting(health, HC_INTERVAL))
@@ -381,7 +398,7 @@ impl Kit for TargetGroups {
                 format!("{other} of a target group cannot change in place"),
             ));
         }
-        let health = request.new_value(HEALTH_CHECK);
+        let health = Some(TargetGroupValues::read(request.attrs)?.health_check);
         self.aws
             .elbv2()
             .await
