@@ -9,8 +9,9 @@
 //!   ([`Ec2Listing`]): the kit builds the tag filters, pages through the describe
 //!   ([`Ec2Item`]) and keeps only what the platform's own tags name.
 //! - [`driver!`](crate::driver): a kind's struct, its `new` and its clients ([`Acts`]).
-//! - [`required`], [`updated`], [`not_updatable`]: reading a desired field, the resource after
-//!   an in-place update, and the refusal of a kind with nothing to change in place.
+//! - [`updated`], [`not_updatable`]: the resource after an in-place update, and the refusal of
+//!   a kind with nothing to change in place. A kind's fields are declared with
+//!   [`fields!`](crate::fields) and read in one call ([`crate::engine::fields`]).
 //! - [`send_once!`](crate::send_once) and [`no_retries!`](crate::no_retries): the SDK's
 //!   retries off for a create that [`create_or_find`] retries itself.
 //!
@@ -26,8 +27,8 @@ use super::AwsClients;
 use super::errors::{LostAnswer, SendError, classify, create_or_find, error_code};
 use super::tags::{component_filter, component_key, platform_filter};
 use crate::engine::{
-    ActError, AttrValue, Attrs, CreateRequest, Deletion, Driver, Key, Kind, Lifecycle,
-    ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, CreateRequest, Deletion, Driver, Key, Kind, Lifecycle, ObservedResource,
+    Reads, Scope, UpdateRequest,
 };
 
 /// Which of the platform's resources a listing asks AWS for.
@@ -345,17 +346,6 @@ pub fn set_of(value: Option<&AttrValue>) -> std::collections::BTreeSet<AttrValue
         Some(AttrValue::Set(items)) => items.clone(),
         _ => std::collections::BTreeSet::new(),
     }
-}
-
-/// A string field a driver needs, or a refusal naming it (a bug in the component's `desired`,
-/// since the engine hands every desired field over).
-pub fn required<'a>(attrs: &'a Attrs, field: &str) -> Result<&'a str, ActError> {
-    attrs.get(field).and_then(AttrValue::as_str).ok_or_else(|| {
-        ActError::refused(
-            "PlinthMissingField",
-            format!("the desired resource has no string field {field}"),
-        )
-    })
 }
 
 /// The resource as it is after an in-place update of the changed fields.

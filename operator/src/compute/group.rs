@@ -20,6 +20,7 @@ use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
 use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, error_code};
 use crate::driver;
+use crate::engine::fields::owned;
 use crate::engine::{
     ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
     DesiredResource, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
@@ -28,52 +29,31 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
 
-/// Field: the launch template's id.
-pub const LAUNCH_TEMPLATE: &str = "launch_template";
-/// Field: the subnets, a set of ids.
-pub const SUBNETS: &str = "subnets";
-/// Field: fewest instances.
-pub const MIN_SIZE: &str = "min_size";
-/// Field: most instances.
-pub const MAX_SIZE: &str = "max_size";
-/// Field (create only): instances to start with.
-pub const DESIRED_CAPACITY: &str = "desired_capacity";
-/// Field: the target groups, a set of ARNs.
-pub const TARGET_GROUPS: &str = "target_groups";
-/// Field: `ELB` (an instance the load balancer finds unhealthy is replaced).
-pub const HEALTH_CHECK_TYPE: &str = "health_check_type";
-/// Field: seconds a new instance has before health checks count.
-pub const HEALTH_CHECK_GRACE: &str = "health_check_grace_period";
-/// Field: seconds between scaling activities of simple policies (the spec's cooldown).
-pub const DEFAULT_COOLDOWN: &str = "default_cooldown";
-/// Field: the app revision (its `plinth.dev/revision` tag).
-pub const REVISION: &str = "revision";
-
 crate::fields! {
     /// A group as compute wants it.
     desired GroupFields,
     /// A group's fields as its driver reads them.
     resolved GroupValues {
-        /// [`LAUNCH_TEMPLATE`].
-        launch_template: AttrValue => &'a str = LAUNCH_TEMPLATE, updatable;
-        /// [`SUBNETS`].
-        subnets: AttrValue => BTreeSet<&'a str> = SUBNETS, updatable;
-        /// [`MIN_SIZE`].
-        min_size: AttrValue => i32 = MIN_SIZE, updatable;
-        /// [`MAX_SIZE`].
-        max_size: AttrValue => i32 = MAX_SIZE, updatable;
-        /// [`DESIRED_CAPACITY`].
-        desired_capacity: AttrValue => i32 = DESIRED_CAPACITY, create_only;
-        /// [`TARGET_GROUPS`].
-        target_groups: AttrValue => BTreeSet<&'a str> = TARGET_GROUPS, updatable;
-        /// [`HEALTH_CHECK_TYPE`].
-        health_check_type: AttrValue => &'a str = HEALTH_CHECK_TYPE, updatable;
-        /// [`HEALTH_CHECK_GRACE`].
-        health_check_grace: AttrValue => i32 = HEALTH_CHECK_GRACE, updatable;
-        /// [`DEFAULT_COOLDOWN`].
-        default_cooldown: AttrValue => i32 = DEFAULT_COOLDOWN, updatable;
-        /// [`REVISION`].
-        revision: AttrValue => &'a str = REVISION, immutable;
+        /// The launch template's id.
+        launch_template / LAUNCH_TEMPLATE = "launch_template": AttrValue => &'a str, updatable;
+        /// The subnets, a set of ids.
+        subnets / SUBNETS = "subnets": AttrValue => BTreeSet<&'a str>, updatable;
+        /// Fewest instances.
+        min_size / MIN_SIZE = "min_size": AttrValue => i32, updatable;
+        /// Most instances.
+        max_size / MAX_SIZE = "max_size": AttrValue => i32, updatable;
+        /// Instances to start with.
+        desired_capacity / DESIRED_CAPACITY = "desired_capacity": AttrValue => i32, create_only;
+        /// The target groups, a set of ARNs.
+        target_groups / TARGET_GROUPS = "target_groups": AttrValue => BTreeSet<&'a str>, updatable;
+        /// `ELB` (an instance the load balancer finds unhealthy is replaced).
+        health_check_type / HEALTH_CHECK_TYPE = "health_check_type": AttrValue => &'a str, updatable;
+        /// Seconds a new instance has before health checks count.
+        health_check_grace / HEALTH_CHECK_GRACE = "health_check_grace_period": AttrValue => i32, updatable;
+        /// Seconds between scaling activities of simple policies (the spec's cooldown).
+        default_cooldown / DEFAULT_COOLDOWN = "default_cooldown": AttrValue => i32, updatable;
+        /// The app revision (its `plinth.dev/revision` tag).
+        revision / REVISION = "revision": AttrValue => &'a str, immutable;
     }
 }
 
@@ -331,7 +311,7 @@ impl Kit for AutoScalingGroups {
         let fields = GroupValues::read(request.attrs)?;
         let (template, revision) = (fields.launch_template, fields.revision);
         let subnets: Vec<&str> = fields.subnets.iter().copied().collect();
-        let target_groups = fields.target_groups.iter().map(|&arn| arn.to_owned());
+
         let name = request.name(NAME_LEN);
         let mut tags = request.tags();
         tags.insert(REVISION_TAG.to_owned(), revision.to_owned());
@@ -362,7 +342,7 @@ impl Kit for AutoScalingGroups {
                 .max_size(fields.max_size)
                 .desired_capacity(fields.desired_capacity)
                 .vpc_zone_identifier(subnets.join(","))
-                .set_target_group_arns(Some(target_groups.collect()))
+                .set_target_group_arns(Some(owned(&fields.target_groups)))
                 .health_check_type(fields.health_check_type)
                 .health_check_grace_period(fields.health_check_grace)
                 .default_cooldown(fields.default_cooldown)

@@ -24,15 +24,6 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the IAM path (immutable in IAM).
-pub const PATH: &str = "path";
-/// Field: the role's trust policy document.
-pub const TRUST_POLICY: &str = "assume_role_policy";
-/// Field: the role's inline policy document (without the log statement, see
-/// [`super::policy::LOGS_SID`]).
-pub const POLICY: &str = "policy";
-/// Field: the role an instance profile holds.
-pub const ROLE: &str = "role";
 /// Observed only: the ARN.
 pub const ARN: &str = "arn";
 
@@ -41,12 +32,13 @@ crate::fields! {
     desired RoleFields,
     /// The role's fields as its driver reads them.
     resolved RoleValues {
-        /// [`PATH`].
-        path: AttrValue => &'a str = PATH, immutable;
-        /// [`TRUST_POLICY`].
-        trust_policy: AttrValue => &'a AttrValue = TRUST_POLICY, updatable;
-        /// [`POLICY`].
-        policy: AttrValue => &'a AttrValue = POLICY, updatable;
+        /// The IAM path (immutable in IAM).
+        path / PATH = "path": AttrValue => &'a str, immutable;
+        /// The role's trust policy document.
+        trust_policy / TRUST_POLICY = "assume_role_policy": AttrValue => &'a AttrValue, updatable;
+        /// The role's inline policy document (without the log statement, see
+        /// [`super::policy::LOGS_SID`]).
+        policy / POLICY = "policy": AttrValue => &'a AttrValue, updatable;
     }
 }
 
@@ -55,10 +47,10 @@ crate::fields! {
     desired ProfileFields,
     /// The profile's fields as its driver reads them.
     resolved ProfileValues {
-        /// [`PATH`].
-        path: AttrValue => &'a str = PATH, immutable;
-        /// [`ROLE`].
-        role: AttrValue => &'a str = ROLE, updatable;
+        /// The IAM path (immutable in IAM).
+        path / PATH = _: AttrValue => &'a str, immutable;
+        /// The role an instance profile holds.
+        role / ROLE = "role": AttrValue => &'a str, updatable;
     }
 }
 

@@ -27,19 +27,6 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the group's name.
-pub const GROUP: &str = "auto_scaling_group";
-/// Field: always `StepScaling`.
-pub const POLICY_TYPE: &str = "policy_type";
-/// Field: always `ChangeInCapacity`.
-pub const ADJUSTMENT_TYPE: &str = "adjustment_type";
-/// Field: always `Average` (the alarms watch average CPU).
-pub const AGGREGATION: &str = "metric_aggregation_type";
-/// Field: the step table, a list of `{lower, upper, adjustment}` (bounds relative to the
-/// alarm's threshold; a missing bound is infinite).
-pub const STEPS: &str = "steps";
-/// Field: seconds before a new instance's metrics count (the spec's cooldown).
-pub const WARMUP: &str = "estimated_instance_warmup";
 /// Observed only: the policy's name.
 pub const POLICY_NAME: &str = "policy_name";
 
@@ -67,18 +54,19 @@ crate::fields! {
     desired PolicyFields,
     /// A scaling policy's fields as its driver reads them.
     resolved PolicyValues {
-        /// [`GROUP`].
-        group: AttrValue => &'a str = GROUP, immutable;
-        /// [`POLICY_TYPE`].
-        policy_type: AttrValue => &'a str = POLICY_TYPE, immutable;
-        /// [`ADJUSTMENT_TYPE`].
-        adjustment_type: AttrValue => &'a str = ADJUSTMENT_TYPE, updatable;
-        /// [`AGGREGATION`].
-        aggregation: AttrValue => &'a str = AGGREGATION, updatable;
-        /// [`STEPS`].
-        steps: AttrValue => &'a AttrValue = STEPS, updatable;
-        /// [`WARMUP`].
-        warmup: AttrValue => i32 = WARMUP, updatable;
+        /// The group's name.
+        group / GROUP = "auto_scaling_group": AttrValue => &'a str, immutable;
+        /// Always `StepScaling`.
+        policy_type / POLICY_TYPE = "policy_type": AttrValue => &'a str, immutable;
+        /// Always `ChangeInCapacity`.
+        adjustment_type / ADJUSTMENT_TYPE = "adjustment_type": AttrValue => &'a str, updatable;
+        /// Always `Average` (the alarms watch average CPU).
+        aggregation / AGGREGATION = "metric_aggregation_type": AttrValue => &'a str, updatable;
+        /// The step table, a list of `{lower, upper, adjustment}` (bounds relative to the
+        /// alarm's threshold; a missing bound is infinite).
+        steps / STEPS = "steps": AttrValue => &'a AttrValue, updatable;
+        /// Seconds before a new instance's metrics count (the spec's cooldown).
+        warmup / WARMUP = "estimated_instance_warmup": AttrValue => i32, updatable;
     }
 }
 

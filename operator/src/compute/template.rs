@@ -35,22 +35,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
 
-/// Field: the AMI.
-pub const IMAGE_ID: &str = "image_id";
-/// Field: the instance type.
-pub const INSTANCE_TYPE: &str = "instance_type";
-/// Field: the security groups, a set of ids.
-pub const SECURITY_GROUPS: &str = "security_groups";
-/// Field: the instance profile's name.
-pub const INSTANCE_PROFILE: &str = "instance_profile";
-/// Field: instance metadata options (`http_tokens`, `hop_limit`).
-pub const METADATA: &str = "metadata";
-/// Field: the root volume (`device`, `size_gib`, `type`, `encrypted`).
-pub const ROOT_VOLUME: &str = "root_volume";
-/// Field: the app unit's environment, which the user data is rendered from.
-pub const ENVIRONMENT: &str = "environment";
-/// Field: the app revision (its `plinth.dev/revision` tag).
-pub const REVISION: &str = "revision";
 /// Observed only: when the template was made (seconds since the epoch), to tell the newest.
 pub const CREATED: &str = "created";
 
@@ -59,22 +43,22 @@ crate::fields! {
     desired TemplateFields,
     /// A launch template's fields as its driver reads them.
     resolved TemplateValues {
-        /// [`IMAGE_ID`].
-        image_id: AttrValue => &'a str = IMAGE_ID, immutable;
-        /// [`INSTANCE_TYPE`].
-        instance_type: AttrValue => &'a str = INSTANCE_TYPE, immutable;
-        /// [`SECURITY_GROUPS`].
-        security_groups: AttrValue => BTreeSet<&'a str> = SECURITY_GROUPS, immutable;
-        /// [`INSTANCE_PROFILE`].
-        instance_profile: AttrValue => &'a str = INSTANCE_PROFILE, immutable;
-        /// [`METADATA`].
-        metadata: AttrValue => &'a AttrValue = METADATA, immutable;
-        /// [`ROOT_VOLUME`].
-        root_volume: AttrValue => &'a AttrValue = ROOT_VOLUME, immutable;
-        /// [`ENVIRONMENT`].
-        environment: AttrValue => &'a AttrValue = ENVIRONMENT, immutable;
-        /// [`REVISION`].
-        revision: AttrValue => &'a str = REVISION, immutable;
+        /// The AMI.
+        image_id / IMAGE_ID = "image_id": AttrValue => &'a str, immutable;
+        /// The instance type.
+        instance_type / INSTANCE_TYPE = "instance_type": AttrValue => &'a str, immutable;
+        /// The security groups, a set of ids.
+        security_groups / SECURITY_GROUPS = "security_groups": AttrValue => BTreeSet<&'a str>, immutable;
+        /// The instance profile's name.
+        instance_profile / INSTANCE_PROFILE = "instance_profile": AttrValue => &'a str, immutable;
+        /// Instance metadata options (`http_tokens`, `hop_limit`).
+        metadata / METADATA = "metadata": AttrValue => &'a AttrValue, immutable;
+        /// The root volume (`device`, `size_gib`, `type`, `encrypted`).
+        root_volume / ROOT_VOLUME = "root_volume": AttrValue => &'a AttrValue, immutable;
+        /// The app unit's environment, which the user data is rendered from.
+        environment / ENVIRONMENT = "environment": AttrValue => &'a AttrValue, immutable;
+        /// The app revision (its `plinth.dev/revision` tag).
+        revision / REVISION = "revision": AttrValue => &'a str, immutable;
     }
 }
 

@@ -18,6 +18,7 @@ use super::{
 use crate::aws::kit::{Kit, Listing, Select, updated};
 use crate::aws::{SendError, classify, deletion, error_code};
 use crate::driver;
+use crate::engine::fields::owned;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
@@ -26,41 +27,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network::keys as net;
 
-/// Field: the engine, `aurora-mysql`.
-pub const ENGINE: &str = "engine";
-/// Field: the engine version (upgrades in place).
-pub const ENGINE_VERSION: &str = "engine_version";
-/// Field: the lowest capacity in ACU, as [`acu`] prints it.
-pub const MIN_CAPACITY: &str = "min_capacity";
-/// Field: the highest capacity in ACU, as [`acu`] prints it.
-pub const MAX_CAPACITY: &str = "max_capacity";
-/// Field: storage encryption (always on; cannot change in place).
-pub const STORAGE_ENCRYPTED: &str = "storage_encrypted";
-/// Field: days of automated backups.
-pub const BACKUP_RETENTION_DAYS: &str = "backup_retention_days";
-/// Field: the daily backup window (UTC).
-pub const BACKUP_WINDOW: &str = "preferred_backup_window";
-/// Field: the weekly maintenance window (UTC).
-pub const MAINTENANCE_WINDOW: &str = "preferred_maintenance_window";
-/// Field: tags copied to snapshots.
-pub const COPY_TAGS_TO_SNAPSHOT: &str = "copy_tags_to_snapshot";
-/// Field: deletion protection (on unless the policy is `Delete`).
-pub const DELETION_PROTECTION: &str = "deletion_protection";
-/// Field: the deletion policy, kept as the `plinth.dev/deletion-policy` tag.
-pub const DELETION_POLICY: &str = "deletion_policy";
-/// Field: the security groups (the database's).
-pub const SECURITY_GROUP_IDS: &str = "vpc_security_group_ids";
-/// Field: the DB subnet group's name (cannot change in place for Aurora).
-pub const SUBNET_GROUP: &str = "db_subnet_group";
-/// Field: the cluster parameter group's name.
-pub const PARAMETER_GROUP: &str = "db_cluster_parameter_group";
-/// Field: the master user's name.
-pub const MASTER_USERNAME: &str = "master_username";
-/// Field: the database created inside the cluster for the app (create-only: AWS has no way to
-/// rename it, and the app would lose its tables).
-pub const DATABASE_NAME: &str = "database_name";
-/// Field: whether RDS manages the master password in Secrets Manager.
-pub const MANAGED_PASSWORD: &str = "manage_master_user_password";
 /// Observed: the writer endpoint.
 pub const ENDPOINT: &str = "endpoint";
 /// Observed: the reader endpoint.
@@ -75,40 +41,41 @@ crate::fields! {
     desired ClusterFields,
     /// The cluster's fields as its driver reads them.
     resolved ClusterValues {
-        /// [`ENGINE`].
-        engine: AttrValue => &'a str = ENGINE, immutable;
-        /// [`ENGINE_VERSION`].
-        engine_version: AttrValue => &'a str = ENGINE_VERSION, updatable;
-        /// [`MIN_CAPACITY`].
-        min_capacity: AttrValue => &'a str = MIN_CAPACITY, updatable;
-        /// [`MAX_CAPACITY`].
-        max_capacity: AttrValue => &'a str = MAX_CAPACITY, updatable;
-        /// [`STORAGE_ENCRYPTED`].
-        storage_encrypted: AttrValue => bool = STORAGE_ENCRYPTED, immutable;
-        /// [`BACKUP_RETENTION_DAYS`].
-        backup_retention_days: AttrValue => i32 = BACKUP_RETENTION_DAYS, updatable;
-        /// [`BACKUP_WINDOW`].
-        backup_window: AttrValue => &'a str = BACKUP_WINDOW, updatable;
-        /// [`MAINTENANCE_WINDOW`].
-        maintenance_window: AttrValue => &'a str = MAINTENANCE_WINDOW, updatable;
-        /// [`COPY_TAGS_TO_SNAPSHOT`].
-        copy_tags_to_snapshot: AttrValue => bool = COPY_TAGS_TO_SNAPSHOT, updatable;
-        /// [`DELETION_PROTECTION`].
-        deletion_protection: AttrValue => bool = DELETION_PROTECTION, updatable;
-        /// [`DELETION_POLICY`].
-        deletion_policy: AttrValue => &'a str = DELETION_POLICY, updatable;
-        /// [`SECURITY_GROUP_IDS`].
-        security_group_ids: AttrValue => BTreeSet<&'a str> = SECURITY_GROUP_IDS, updatable;
-        /// [`SUBNET_GROUP`].
-        subnet_group: AttrValue => &'a str = SUBNET_GROUP, immutable;
-        /// [`PARAMETER_GROUP`].
-        parameter_group: AttrValue => &'a str = PARAMETER_GROUP, updatable;
-        /// [`MASTER_USERNAME`].
-        master_username: AttrValue => &'a str = MASTER_USERNAME, immutable;
-        /// [`DATABASE_NAME`].
-        database_name: AttrValue => &'a str = DATABASE_NAME, create_only;
-        /// [`MANAGED_PASSWORD`].
-        managed_password: AttrValue => bool = MANAGED_PASSWORD, updatable;
+        /// The engine, `aurora-mysql`.
+        engine / ENGINE = "engine": AttrValue => &'a str, immutable;
+        /// The engine version (upgrades in place).
+        engine_version / ENGINE_VERSION = "engine_version": AttrValue => &'a str, updatable;
+        /// The lowest capacity in ACU, as [`acu`] prints it.
+        min_capacity / MIN_CAPACITY = "min_capacity": AttrValue => &'a str, updatable;
+        /// The highest capacity in ACU, as [`acu`] prints it.
+        max_capacity / MAX_CAPACITY = "max_capacity": AttrValue => &'a str, updatable;
+        /// Storage encryption (always on; cannot change in place).
+        storage_encrypted / STORAGE_ENCRYPTED = "storage_encrypted": AttrValue => bool, immutable;
+        /// Days of automated backups.
+        backup_retention_days / BACKUP_RETENTION_DAYS = "backup_retention_days": AttrValue => i32, updatable;
+        /// The daily backup window (UTC).
+        backup_window / BACKUP_WINDOW = "preferred_backup_window": AttrValue => &'a str, updatable;
+        /// The weekly maintenance window (UTC).
+        maintenance_window / MAINTENANCE_WINDOW = "preferred_maintenance_window": AttrValue => &'a str, updatable;
+        /// Tags copied to snapshots.
+        copy_tags_to_snapshot / COPY_TAGS_TO_SNAPSHOT = "copy_tags_to_snapshot": AttrValue => bool, updatable;
+        /// Deletion protection (on unless the policy is `Delete`).
+        deletion_protection / DELETION_PROTECTION = "deletion_protection": AttrValue => bool, updatable;
+        /// The deletion policy, kept as the `plinth.dev/deletion-policy` tag.
+        deletion_policy / DELETION_POLICY = "deletion_policy": AttrValue => &'a str, updatable;
+        /// The security groups (the database's).
+        security_group_ids / SECURITY_GROUP_IDS = "vpc_security_group_ids": AttrValue => BTreeSet<&'a str>, updatable;
+        /// The DB subnet group's name (cannot change in place for Aurora).
+        subnet_group / SUBNET_GROUP = "db_subnet_group": AttrValue => &'a str, immutable;
+        /// The cluster parameter group's name.
+        parameter_group / PARAMETER_GROUP = "db_cluster_parameter_group": AttrValue => &'a str, updatable;
+        /// The master user's name.
+        master_username / MASTER_USERNAME = "master_username": AttrValue => &'a str, immutable;
+        /// The database created inside the cluster for the app (create-only: AWS has no way to
+        /// rename it, and the app would lose its tables).
+        database_name / DATABASE_NAME = "database_name": AttrValue => &'a str, create_only;
+        /// Whether RDS manages the master password in Secrets Manager.
+        managed_password / MANAGED_PASSWORD = "manage_master_user_password": AttrValue => bool, updatable;
     }
 }
 
@@ -129,10 +96,7 @@ impl ClusterValues<'_> {
 
     /// The security groups, as the SDK takes them.
     fn security_groups(&self) -> Vec<String> {
-        self.security_group_ids
-            .iter()
-            .map(|&id| id.to_owned())
-            .collect()
+        owned(&self.security_group_ids)
     }
 }
 

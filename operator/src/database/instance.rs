@@ -17,28 +17,19 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the cluster the instance belongs to.
-pub const CLUSTER: &str = "db_cluster";
-/// Field: the instance class, `db.serverless`.
-pub const INSTANCE_CLASS: &str = "instance_class";
-/// Field: the engine.
-pub const ENGINE: &str = "engine";
-/// Field: the zone.
-pub const AVAILABILITY_ZONE: &str = "availability_zone";
-
 crate::fields! {
     /// An instance as the database wants it.
     desired InstanceFields,
     /// An instance's fields as its driver reads them.
     resolved InstanceValues {
-        /// [`CLUSTER`].
-        cluster: AttrValue => &'a str = CLUSTER, immutable;
-        /// [`INSTANCE_CLASS`].
-        instance_class: AttrValue => &'a str = INSTANCE_CLASS, updatable;
-        /// [`ENGINE`].
-        engine: AttrValue => &'a str = ENGINE, immutable;
-        /// [`AVAILABILITY_ZONE`].
-        availability_zone: AttrValue => &'a str = AVAILABILITY_ZONE, immutable;
+        /// The cluster the instance belongs to.
+        cluster / CLUSTER = "db_cluster": AttrValue => &'a str, immutable;
+        /// The instance class, `db.serverless`.
+        instance_class / INSTANCE_CLASS = "instance_class": AttrValue => &'a str, updatable;
+        /// The engine.
+        engine / ENGINE = "engine": AttrValue => &'a str, immutable;
+        /// The zone.
+        availability_zone / AVAILABILITY_ZONE = "availability_zone": AttrValue => &'a str, immutable;
     }
 }
 

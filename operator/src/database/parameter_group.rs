@@ -18,11 +18,6 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the parameter group family.
-pub const FAMILY: &str = "family";
-/// Field: the parameters Plinth sets, name → value.
-pub const PARAMETERS: &str = "parameters";
-
 /// The family of Aurora MySQL 3.
 pub const AURORA_MYSQL_8_FAMILY: &str = "aurora-mysql8.0";
 
@@ -173,10 +168,10 @@ crate::fields! {
     desired ParameterGroupFields,
     /// The parameter group's fields as its driver reads them.
     resolved ParameterGroupValues {
-        /// [`FAMILY`].
-        family: AttrValue => &'a str = FAMILY, immutable;
-        /// [`PARAMETERS`].
-        parameters: AttrValue => &'a AttrValue = PARAMETERS, updatable;
+        /// The parameter group family.
+        family / FAMILY = "family": AttrValue => &'a str, immutable;
+        /// The parameters Plinth sets, name → value.
+        parameters / PARAMETERS = "parameters": AttrValue => &'a AttrValue, updatable;
     }
 }
 

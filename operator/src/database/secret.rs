@@ -20,20 +20,15 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the cluster whose master user secret this is.
-pub const CLUSTER: &str = "db_cluster";
-/// Field: days between automatic rotations.
-pub const ROTATION_DAYS: &str = "rotation_days";
-
 crate::fields! {
     /// The database secret as the database wants it.
     desired SecretFields,
     /// The secret's fields as its driver reads them.
     resolved SecretValues {
-        /// [`CLUSTER`].
-        cluster: AttrValue => &'a str = CLUSTER, immutable;
-        /// [`ROTATION_DAYS`].
-        rotation_days: AttrValue => i64 = ROTATION_DAYS, updatable;
+        /// The cluster whose master user secret this is.
+        cluster / CLUSTER = "db_cluster": AttrValue => &'a str, immutable;
+        /// Days between automatic rotations.
+        rotation_days / ROTATION_DAYS = "rotation_days": AttrValue => i64, updatable;
     }
 }
 

@@ -18,9 +18,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network::keys as net;
 
-/// Field: the subnets, a set of subnet ids.
-pub const SUBNET_IDS: &str = "subnet_ids";
-
 /// RDS allows 255 characters; shorter reads better in the console.
 const NAME_LEN: usize = 63;
 
@@ -77,8 +74,8 @@ crate::fields! {
     desired SubnetGroupFields,
     /// The DB subnet group's fields as its driver reads them.
     resolved SubnetGroupValues {
-        /// [`SUBNET_IDS`].
-        subnet_ids: AttrValue => BTreeSet<&'a str> = SUBNET_IDS, updatable;
+        /// The subnets, a set of subnet ids.
+        subnet_ids / SUBNET_IDS = "subnet_ids": AttrValue => BTreeSet<&'a str>, updatable;
     }
 }
 

@@ -136,7 +136,8 @@ pub fn read<'a, T: FromAttr<'a>>(attrs: &'a Attrs, name: &str) -> Result<T, ActE
     })
 }
 
-/// Declares a kind's fields once, by the constants that name them:
+/// Declares a kind's fields once: each field's name (a constant, for the observed side), its
+/// desired type and its resolved type.
 ///
 /// ```ignore
 /// fields! {
@@ -145,19 +146,28 @@ pub fn read<'a, T: FromAttr<'a>>(attrs: &'a Attrs, name: &str) -> Result<T, ActE
 ///     /// The subnet's fields as the driver reads them.
 ///     resolved SubnetValues {
 ///         /// The VPC.
-///         vpc_id: AttrValue => &'a str = VPC_ID, immutable;
+///         vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, immutable;
 ///     }
 /// }
 /// ```
 ///
-/// `desired` is a struct of the values a component sets (`AttrValue`, or `Option<AttrValue>`
-/// for a field some specs leave out), with `into_desired(kind, key)`: the resource whose
-/// fields change in place (`updatable`), force a replacement (`immutable`) or are sent at
-/// create only (`create_only`). `resolved` is a struct of what the driver reads, with its
-/// references resolved (`&'a str`, `bool`, `i64`, `i32`, `BTreeSet<&'a str>`, `&'a AttrValue`,
-/// or an `Option` of one), and `read(attrs)`.
+/// Each field gives a constant naming it (`VPC_ID`; `VPC_ID = _` for one the module declares
+/// already), a field of `desired`, the values a
+/// component sets (`AttrValue`, or `Option<AttrValue>` for a field some specs leave out), and
+/// a field of `resolved`, what the driver reads with its references resolved (`&'a str`,
+/// `bool`, `i64`, `i32`, `BTreeSet<&'a str>`, `&'a BTreeSet<AttrValue>`, `&'a AttrValue`, or
+/// an `Option` of one). `desired` has `into_desired(kind, key)`: the resource whose fields
+/// change in place (`updatable`), force a replacement (`immutable`, `immutable_unique`) or are
+/// sent at create only (`create_only`). `resolved` has `read(attrs)`.
 #[macro_export]
 macro_rules! fields {
+    // A field's name: a new constant, or (`_`) one the module declares already (a name two
+    // kinds of the module share).
+    (@name [$($doc:tt)*] $konst:ident _) => {};
+    (@name [$($doc:tt)*] $konst:ident $name:literal) => {
+        $($doc)*
+        pub const $konst: &str = $name;
+    };
     (
         $(#[$dmeta:meta])*
         desired $desired:ident,
@@ -165,10 +175,12 @@ macro_rules! fields {
         resolved $resolved:ident {
             $(
                 $(#[$fmeta:meta])*
-                $field:ident: $dty:ty => $rty:ty = $name:expr, $change:ident;
+                $field:ident / $konst:ident = $name:tt: $dty:ty => $rty:ty, $change:ident;
             )*
         }
     ) => {
+        $( $crate::fields!(@name [$(#[$fmeta])*] $konst $name); )*
+
         $(#[$dmeta])*
         #[derive(Clone, Debug)]
         pub struct $desired {
@@ -186,7 +198,7 @@ macro_rules! fields {
                 let mut resource = $crate::engine::DesiredResource::new(kind, key);
                 $(
                     if let Some(value) = $crate::engine::fields::IntoField::into_value(self.$field) {
-                        resource = resource.field($name, $crate::engine::Field::$change(value));
+                        resource = resource.field($konst, $crate::engine::Field::$change(value));
                     }
                 )*
                 resource
@@ -206,7 +218,7 @@ macro_rules! fields {
                 attrs: &'a $crate::engine::Attrs,
             ) -> Result<Self, $crate::engine::ActError> {
                 Ok(Self {
-                    $( $field: $crate::engine::fields::read(attrs, $name)?, )*
+                    $( $field: $crate::engine::fields::read(attrs, $konst)?, )*
                     _attrs: std::marker::PhantomData,
                 })
             }
@@ -219,24 +231,19 @@ mod tests {
     use super::*;
     use crate::engine::{Key, Kind, OnChange};
 
-    const NAME: &str = "name";
-    const SIZE: &str = "size";
-    const ZONES: &str = "zones";
-    const NOTE: &str = "note";
-
     crate::fields! {
         /// A toy kind's desired fields.
         desired ToyFields,
         /// A toy kind's resolved fields.
         resolved ToyValues {
             /// Its name.
-            name: AttrValue => &'a str = NAME, immutable;
+            name / NAME = "name": AttrValue => &'a str, immutable;
             /// Its size.
-            size: AttrValue => i32 = SIZE, updatable;
+            size / SIZE = "size": AttrValue => i32, updatable;
             /// Its zones.
-            zones: AttrValue => BTreeSet<&'a str> = ZONES, updatable;
+            zones / ZONES = "zones": AttrValue => BTreeSet<&'a str>, updatable;
             /// A field some specs leave out.
-            note: Option<AttrValue> => Option<&'a str> = NOTE, create_only;
+            note / NOTE = "note": Option<AttrValue> => Option<&'a str>, create_only;
         }
     }
 

@@ -46,29 +46,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::serving;
 
-/// Field: what the alarm is for.
-pub const DESCRIPTION: &str = "description";
-/// Field: one metric, a map of `namespace`, `name`, `stat` (a statistic or `pNN`), `period`
-/// and `dimensions` (name → value).
-pub const METRIC: &str = "metric";
-/// Field: metric math, a list of queries (`id`, `return_data`, and either `expression` and
-/// `label` or `metric`, a [`METRIC`]-shaped map).
-pub const METRICS: &str = "metrics";
-/// Field: the threshold, as text (`5`, `1.8`) since attribute values have no floats.
-pub const THRESHOLD: &str = "threshold";
-/// Field: `GreaterThanThreshold`, `LessThanThreshold`, …
-pub const COMPARISON: &str = "comparison";
-/// Field: periods evaluated.
-pub const EVALUATION_PERIODS: &str = "evaluation_periods";
-/// Field: breaching periods among them that fire the alarm.
-pub const DATAPOINTS_TO_ALARM: &str = "datapoints_to_alarm";
-/// Field: `notBreaching`, `missing`, …
-pub const TREAT_MISSING_DATA: &str = "treat_missing_data";
-/// Field: ARNs notified or run when the alarm fires (a set).
-pub const ALARM_ACTIONS: &str = "alarm_actions";
-/// Field: ARNs notified when it recovers (a set).
-pub const OK_ACTIONS: &str = "ok_actions";
-
 /// The compute family's key of a revision's scaling group (its id is the group's name).
 pub fn auto_scaling_group_key(revision: &str) -> Key {
     format!("auto-scaling-group/{revision}").into()
@@ -157,26 +134,30 @@ crate::fields! {
     desired AlarmFields,
     /// An alarm's fields as its driver reads them.
     resolved AlarmValues {
-        /// [`DESCRIPTION`].
-        description: AttrValue => &'a str = DESCRIPTION, updatable;
-        /// [`METRIC`]: one metric (or [`METRICS`]).
-        metric: Option<AttrValue> => Option<&'a AttrValue> = METRIC, updatable;
-        /// [`METRICS`]: a metric math query (or [`METRIC`]).
-        metrics: Option<AttrValue> => Option<&'a AttrValue> = METRICS, updatable;
-        /// [`THRESHOLD`].
-        threshold: AttrValue => &'a str = THRESHOLD, updatable;
-        /// [`COMPARISON`].
-        comparison: AttrValue => &'a str = COMPARISON, updatable;
-        /// [`EVALUATION_PERIODS`].
-        evaluation_periods: AttrValue => i32 = EVALUATION_PERIODS, updatable;
-        /// [`DATAPOINTS_TO_ALARM`].
-        datapoints_to_alarm: AttrValue => i32 = DATAPOINTS_TO_ALARM, updatable;
-        /// [`TREAT_MISSING_DATA`].
-        treat_missing_data: AttrValue => &'a str = TREAT_MISSING_DATA, updatable;
-        /// [`ALARM_ACTIONS`].
-        alarm_actions: AttrValue => BTreeSet<&'a str> = ALARM_ACTIONS, updatable;
-        /// [`OK_ACTIONS`].
-        ok_actions: AttrValue => BTreeSet<&'a str> = OK_ACTIONS, updatable;
+        /// What the alarm is for.
+        description / DESCRIPTION = "description": AttrValue => &'a str, updatable;
+        /// One metric, a map of `namespace`, `name`, `stat` (a statistic or `pNN`), `period`
+        /// and `dimensions` (name → value).
+        /// One metric (or [`METRICS`]).
+        metric / METRIC = "metric": Option<AttrValue> => Option<&'a AttrValue>, updatable;
+        /// Metric math, a list of queries (`id`, `return_data`, and either `expression` and
+        /// `label` or `metric`, a [`METRIC`]-shaped map).
+        /// A metric math query (or [`METRIC`]).
+        metrics / METRICS = "metrics": Option<AttrValue> => Option<&'a AttrValue>, updatable;
+        /// The threshold, as text (`5`, `1.8`) since attribute values have no floats.
+        threshold / THRESHOLD = "threshold": AttrValue => &'a str, updatable;
+        /// `GreaterThanThreshold`, `LessThanThreshold`, …
+        comparison / COMPARISON = "comparison": AttrValue => &'a str, updatable;
+        /// Periods evaluated.
+        evaluation_periods / EVALUATION_PERIODS = "evaluation_periods": AttrValue => i32, updatable;
+        /// Breaching periods among them that fire the alarm.
+        datapoints_to_alarm / DATAPOINTS_TO_ALARM = "datapoints_to_alarm": AttrValue => i32, updatable;
+        /// `notBreaching`, `missing`, …
+        treat_missing_data / TREAT_MISSING_DATA = "treat_missing_data": AttrValue => &'a str, updatable;
+        /// ARNs notified or run when the alarm fires (a set).
+        alarm_actions / ALARM_ACTIONS = "alarm_actions": AttrValue => BTreeSet<&'a str>, updatable;
+        /// ARNs notified when it recovers (a set).
+        ok_actions / OK_ACTIONS = "ok_actions": AttrValue => BTreeSet<&'a str>, updatable;
     }
 }
 

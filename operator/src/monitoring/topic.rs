@@ -42,12 +42,6 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field (subscription): the topic.
-pub const TOPIC_ARN: &str = "topic_arn";
-/// Field (subscription): `email`.
-pub const PROTOCOL: &str = "protocol";
-/// Field (subscription): the e-mail address.
-pub const ENDPOINT: &str = "endpoint";
 /// Observed only (subscription): the address has not confirmed yet.
 pub const PENDING_CONFIRMATION: &str = "pending_confirmation";
 
@@ -56,12 +50,12 @@ crate::fields! {
     desired SubscriptionFields,
     /// The subscription's fields as its driver reads them.
     resolved SubscriptionValues {
-        /// [`TOPIC_ARN`].
-        topic_arn: AttrValue => &'a str = TOPIC_ARN, immutable;
-        /// [`PROTOCOL`].
-        protocol: AttrValue => &'a str = PROTOCOL, immutable;
-        /// [`ENDPOINT`].
-        endpoint: AttrValue => &'a str = ENDPOINT, immutable;
+        /// The topic.
+        topic_arn / TOPIC_ARN = "topic_arn": AttrValue => &'a str, immutable;
+        /// The protocol: `email`.
+        protocol / PROTOCOL = "protocol": AttrValue => &'a str, immutable;
+        /// The e-mail address.
+        endpoint / ENDPOINT = "endpoint": AttrValue => &'a str, immutable;
     }
 }
 

@@ -15,8 +15,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: an address's domain (`vpc`).
-pub const DOMAIN: &str = "domain";
 /// Output: the address itself.
 pub const PUBLIC_IP: &str = "public_ip";
 
@@ -25,8 +23,8 @@ crate::fields! {
     desired AddressFields,
     /// An Elastic IP's fields as its driver reads them.
     resolved AddressValues {
-        /// [`DOMAIN`].
-        domain: AttrValue => &'a str = DOMAIN, immutable;
+        /// An address's domain (`vpc`).
+        domain / DOMAIN = "domain": AttrValue => &'a str, immutable;
     }
 }
 

@@ -14,16 +14,13 @@ use crate::engine::{
 };
 use crate::{driver, intent::Intent, send_once};
 
-/// Field: the VPC the gateway is attached to.
-pub const VPC_ID: &str = "vpc_id";
-
 crate::fields! {
     /// The internet gateway as the network wants it.
     desired GatewayFields,
     /// The internet gateway's fields as its driver reads them.
     resolved GatewayValues {
-        /// [`VPC_ID`].
-        vpc_id: AttrValue => &'a str = VPC_ID, updatable;
+        /// The VPC the gateway is attached to.
+        vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, updatable;
     }
 }
 

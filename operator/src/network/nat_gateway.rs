@@ -18,24 +18,17 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: the public subnet a NAT gateway lives in.
-pub const SUBNET_ID: &str = "subnet_id";
-/// Field: the Elastic IP allocation a NAT gateway uses.
-pub const ALLOCATION_ID: &str = "allocation_id";
-/// Field: `public` for a NAT gateway with an Elastic IP.
-pub const CONNECTIVITY_TYPE: &str = "connectivity_type";
-
 crate::fields! {
     /// A NAT gateway as the network wants it.
     desired NatFields,
     /// A NAT gateway's fields as its driver reads them.
     resolved NatValues {
-        /// [`SUBNET_ID`].
-        subnet_id: AttrValue => &'a str = SUBNET_ID, immutable;
-        /// [`ALLOCATION_ID`].
-        allocation_id: AttrValue => &'a str = ALLOCATION_ID, immutable;
-        /// [`CONNECTIVITY_TYPE`].
-        connectivity_type: AttrValue => &'a str = CONNECTIVITY_TYPE, immutable;
+        /// The public subnet a NAT gateway lives in.
+        subnet_id / SUBNET_ID = "subnet_id": AttrValue => &'a str, immutable;
+        /// The Elastic IP allocation a NAT gateway uses.
+        allocation_id / ALLOCATION_ID = "allocation_id": AttrValue => &'a str, immutable;
+        /// `public` for a NAT gateway with an Elastic IP.
+        connectivity_type / CONNECTIVITY_TYPE = "connectivity_type": AttrValue => &'a str, immutable;
     }
 }
 

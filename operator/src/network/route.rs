@@ -21,12 +21,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: the VPC.
-pub const VPC_ID: &str = "vpc_id";
-/// Field: the routes besides the local one, a set of `{destination, target}`.
-pub const ROUTES: &str = "routes";
-/// Field: the associated subnets' ids, a set.
-pub const SUBNETS: &str = "subnets";
 /// Observed only: subnet id → association id, for disassociating.
 pub const ASSOCIATIONS: &str = "associations";
 
@@ -38,12 +32,12 @@ crate::fields! {
     desired TableFields,
     /// A route table's fields as its driver reads them.
     resolved TableValues {
-        /// [`VPC_ID`].
-        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
-        /// [`ROUTES`].
-        routes: AttrValue => &'a BTreeSet<AttrValue> = ROUTES, updatable;
-        /// [`SUBNETS`].
-        subnets: AttrValue => &'a BTreeSet<AttrValue> = SUBNETS, updatable;
+        /// The VPC.
+        vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, immutable;
+        /// The routes besides the local one, a set of `{destination, target}`.
+        routes / ROUTES = "routes": AttrValue => &'a BTreeSet<AttrValue>, updatable;
+        /// The associated subnets' ids, a set.
+        subnets / SUBNETS = "subnets": AttrValue => &'a BTreeSet<AttrValue>, updatable;
     }
 }
 

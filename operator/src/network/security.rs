@@ -30,14 +30,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: the VPC.
-pub const VPC_ID: &str = "vpc_id";
-/// Field: the group's description (immutable in AWS).
-pub const DESCRIPTION: &str = "description";
-/// Field: inbound rules, a set of [`rule`]s.
-pub const INGRESS: &str = "ingress";
-/// Field: outbound rules, a set of [`rule`]s.
-pub const EGRESS: &str = "egress";
 /// Observed only: the group's name.
 pub const GROUP_NAME: &str = "group_name";
 
@@ -46,14 +38,14 @@ crate::fields! {
     desired GroupFields,
     /// A security group's fields as its driver reads them.
     resolved GroupValues {
-        /// [`VPC_ID`].
-        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
-        /// [`DESCRIPTION`].
-        description: AttrValue => &'a str = DESCRIPTION, immutable;
-        /// [`INGRESS`].
-        ingress: AttrValue => &'a BTreeSet<AttrValue> = INGRESS, updatable;
-        /// [`EGRESS`].
-        egress: AttrValue => &'a BTreeSet<AttrValue> = EGRESS, updatable;
+        /// The VPC.
+        vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, immutable;
+        /// The group's description (immutable in AWS).
+        description / DESCRIPTION = "description": AttrValue => &'a str, immutable;
+        /// Inbound rules, a set of [`rule`]s.
+        ingress / INGRESS = "ingress": AttrValue => &'a BTreeSet<AttrValue>, updatable;
+        /// Outbound rules, a set of [`rule`]s.
+        egress / EGRESS = "egress": AttrValue => &'a BTreeSet<AttrValue>, updatable;
     }
 }
 

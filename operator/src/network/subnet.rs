@@ -16,28 +16,20 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: the VPC's id.
-pub const VPC_ID: &str = "vpc_id";
-/// Field: the subnet's CIDR (unique in the VPC).
-pub const CIDR_BLOCK: &str = "cidr_block";
-/// Field: the availability zone.
-pub const AVAILABILITY_ZONE: &str = "availability_zone";
-/// Field: whether instances launched in it get a public IP.
-pub const MAP_PUBLIC_IP_ON_LAUNCH: &str = "map_public_ip_on_launch";
-
 crate::fields! {
     /// A subnet as the network wants it.
     desired SubnetFields,
     /// A subnet's fields as its driver reads them.
     resolved SubnetValues {
-        /// [`VPC_ID`].
-        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
-        /// [`CIDR_BLOCK`]: unique in the VPC.
-        cidr_block: AttrValue => &'a str = CIDR_BLOCK, immutable_unique;
-        /// [`AVAILABILITY_ZONE`].
-        availability_zone: AttrValue => &'a str = AVAILABILITY_ZONE, immutable;
-        /// [`MAP_PUBLIC_IP_ON_LAUNCH`].
-        map_public_ip_on_launch: AttrValue => bool = MAP_PUBLIC_IP_ON_LAUNCH, updatable;
+        /// The VPC's id.
+        vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, immutable;
+        /// The subnet's CIDR (unique in the VPC).
+        /// Unique in the VPC.
+        cidr_block / CIDR_BLOCK = "cidr_block": AttrValue => &'a str, immutable_unique;
+        /// The availability zone.
+        availability_zone / AVAILABILITY_ZONE = "availability_zone": AttrValue => &'a str, immutable;
+        /// Whether instances launched in it get a public IP.
+        map_public_ip_on_launch / MAP_PUBLIC_IP_ON_LAUNCH = "map_public_ip_on_launch": AttrValue => bool, updatable;
     }
 }
 

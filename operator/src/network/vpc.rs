@@ -18,24 +18,17 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::{driver, send_once};
 
-/// Field: the VPC's IPv4 CIDR.
-pub const CIDR_BLOCK: &str = "cidr_block";
-/// Field: DNS resolution in the VPC.
-pub const ENABLE_DNS_SUPPORT: &str = "enable_dns_support";
-/// Field: DNS host names for instances.
-pub const ENABLE_DNS_HOSTNAMES: &str = "enable_dns_hostnames";
-
 crate::fields! {
     /// The VPC as the network wants it.
     desired VpcFields,
     /// The VPC's fields as its driver reads them.
     resolved VpcValues {
-        /// [`CIDR_BLOCK`].
-        cidr_block: AttrValue => &'a str = CIDR_BLOCK, immutable;
-        /// [`ENABLE_DNS_SUPPORT`].
-        enable_dns_support: AttrValue => bool = ENABLE_DNS_SUPPORT, updatable;
-        /// [`ENABLE_DNS_HOSTNAMES`].
-        enable_dns_hostnames: AttrValue => bool = ENABLE_DNS_HOSTNAMES, updatable;
+        /// The VPC's IPv4 CIDR.
+        cidr_block / CIDR_BLOCK = "cidr_block": AttrValue => &'a str, immutable;
+        /// DNS resolution in the VPC.
+        enable_dns_support / ENABLE_DNS_SUPPORT = "enable_dns_support": AttrValue => bool, updatable;
+        /// DNS host names for instances.
+        enable_dns_hostnames / ENABLE_DNS_HOSTNAMES = "enable_dns_hostnames": AttrValue => bool, updatable;
     }
 }
 

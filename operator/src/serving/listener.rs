@@ -28,21 +28,6 @@ use crate::engine::{
 };
 use crate::intent::Intent;
 
-/// Field: the load balancer.
-pub const LOAD_BALANCER_ARN: &str = "load_balancer_arn";
-/// Field: the port.
-pub const PORT: &str = "port";
-/// Field: `HTTP` or `HTTPS`.
-pub const PROTOCOL: &str = "protocol";
-/// Field (HTTPS only): the TLS security policy.
-pub const SSL_POLICY: &str = "ssl_policy";
-/// Field (HTTPS only): the default certificate.
-pub const CERTIFICATE_ARN: &str = "certificate_arn";
-/// Field: the default action, a map with `type` = `forward` (and `target_groups`, a set of
-/// `{target_group, weight}`) or `redirect` (and `protocol`, `port`, `host`, `path`, `query`,
-/// `status_code`).
-pub const DEFAULT_ACTION: &str = "default_action";
-
 /// TLS 1.3 and 1.2 with forward secrecy only: AWS's recommended policy for new listeners.
 pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 
@@ -108,18 +93,20 @@ crate::fields! {
     desired ListenerFields,
     /// A listener's fields as its driver reads them.
     resolved ListenerValues {
-        /// [`LOAD_BALANCER_ARN`].
-        load_balancer_arn: AttrValue => &'a str = LOAD_BALANCER_ARN, immutable;
-        /// [`PORT`].
-        port: AttrValue => i32 = PORT, immutable;
-        /// [`PROTOCOL`].
-        protocol: AttrValue => &'a str = PROTOCOL, updatable;
-        /// [`SSL_POLICY`]: HTTPS only.
-        ssl_policy: Option<AttrValue> => Option<&'a str> = SSL_POLICY, updatable;
-        /// [`CERTIFICATE_ARN`]: HTTPS only.
-        certificate_arn: Option<AttrValue> => Option<&'a str> = CERTIFICATE_ARN, updatable;
-        /// [`DEFAULT_ACTION`].
-        default_action: AttrValue => &'a AttrValue = DEFAULT_ACTION, updatable;
+        /// The load balancer.
+        load_balancer_arn / LOAD_BALANCER_ARN = "load_balancer_arn": AttrValue => &'a str, immutable;
+        /// The port.
+        port / PORT = "port": AttrValue => i32, immutable;
+        /// `HTTP` or `HTTPS`.
+        protocol / PROTOCOL = "protocol": AttrValue => &'a str, updatable;
+        /// The TLS security policy (HTTPS only).
+        ssl_policy / SSL_POLICY = "ssl_policy": Option<AttrValue> => Option<&'a str>, updatable;
+        /// The default certificate (HTTPS only).
+        certificate_arn / CERTIFICATE_ARN = "certificate_arn": Option<AttrValue> => Option<&'a str>, updatable;
+        /// The default action, a map with `type` = `forward` (and `target_groups`, a set of
+        /// `{target_group, weight}`) or `redirect` (and `protocol`, `port`, `host`, `path`, `query`,
+        /// `status_code`).
+        default_action / DEFAULT_ACTION = "default_action": AttrValue => &'a AttrValue, updatable;
     }
 }
 

@@ -30,18 +30,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network;
 
-/// Field: `internet-facing`.
-pub const SCHEME: &str = "scheme";
-/// Field: `application`.
-pub const TYPE: &str = "type";
-/// Field: `ipv4`.
-pub const IP_ADDRESS_TYPE: &str = "ip_address_type";
-/// Field: the subnets, a set of ids (one public subnet per zone).
-pub const SUBNETS: &str = "subnets";
-/// Field: the security groups, a set of ids.
-pub const SECURITY_GROUPS: &str = "security_groups";
-/// Field: the `routing.http.drop_invalid_header_fields.enabled` attribute.
-pub const DROP_INVALID_HEADER_FIELDS: &str = "drop_invalid_header_fields";
 /// Observed only: the DNS name clients reach the platform at.
 pub const DNS_NAME: &str = "dns_name";
 /// Observed only: the VPC.
@@ -75,18 +63,18 @@ crate::fields! {
     desired BalancerFields,
     /// The load balancer's fields as its driver reads them.
     resolved BalancerValues {
-        /// [`SCHEME`].
-        scheme: AttrValue => &'a str = SCHEME, immutable;
-        /// [`TYPE`].
-        balancer_type: AttrValue => &'a str = TYPE, immutable;
-        /// [`IP_ADDRESS_TYPE`].
-        ip_address_type: AttrValue => &'a str = IP_ADDRESS_TYPE, immutable;
-        /// [`SUBNETS`].
-        subnets: AttrValue => BTreeSet<&'a str> = SUBNETS, updatable;
-        /// [`SECURITY_GROUPS`].
-        security_groups: AttrValue => BTreeSet<&'a str> = SECURITY_GROUPS, updatable;
-        /// [`DROP_INVALID_HEADER_FIELDS`].
-        drop_invalid_header_fields: AttrValue => bool = DROP_INVALID_HEADER_FIELDS, updatable;
+        /// `internet-facing`.
+        scheme / SCHEME = "scheme": AttrValue => &'a str, immutable;
+        /// `application`.
+        balancer_type / TYPE = "type": AttrValue => &'a str, immutable;
+        /// `ipv4`.
+        ip_address_type / IP_ADDRESS_TYPE = "ip_address_type": AttrValue => &'a str, immutable;
+        /// The subnets, a set of ids (one public subnet per zone).
+        subnets / SUBNETS = "subnets": AttrValue => BTreeSet<&'a str>, updatable;
+        /// The security groups, a set of ids.
+        security_groups / SECURITY_GROUPS = "security_groups": AttrValue => BTreeSet<&'a str>, updatable;
+        /// The `routing.http.drop_invalid_header_fields.enabled` attribute.
+        drop_invalid_header_fields / DROP_INVALID_HEADER_FIELDS = "drop_invalid_header_fields": AttrValue => bool, updatable;
     }
 }
 

@@ -27,19 +27,6 @@ use crate::engine::{
 use crate::intent::Intent;
 use crate::network;
 
-/// Field: `HTTP`.
-pub const PROTOCOL: &str = "protocol";
-/// Field: the app's port.
-pub const PORT: &str = "port";
-/// Field: the VPC.
-pub const VPC_ID: &str = "vpc_id";
-/// Field: `instance`.
-pub const TARGET_TYPE: &str = "target_type";
-/// Field: the app revision (the `plinth.dev/revision` tag).
-pub const REVISION: &str = "revision";
-/// Field: the health check, a map of [`HC_PATH`], [`HC_INTERVAL`], [`HC_TIMEOUT`],
-/// [`HC_HEALTHY`], [`HC_UNHEALTHY`] and [`HC_MATCHER`].
-pub const HEALTH_CHECK: &str = "health_check";
 /// Health check: the path requested.
 pub const HC_PATH: &str = "path";
 /// Health check: seconds between checks.
@@ -77,18 +64,19 @@ crate::fields! {
     desired TargetGroupFields,
     /// A target group's fields as its driver reads them.
     resolved TargetGroupValues {
-        /// [`PROTOCOL`].
-        protocol: AttrValue => &'a str = PROTOCOL, immutable;
-        /// [`PORT`].
-        port: AttrValue => i32 = PORT, immutable;
-        /// [`VPC_ID`].
-        vpc_id: AttrValue => &'a str = VPC_ID, immutable;
-        /// [`TARGET_TYPE`].
-        target_type: AttrValue => &'a str = TARGET_TYPE, immutable;
-        /// [`REVISION`].
-        revision: AttrValue => &'a str = REVISION, immutable;
-        /// [`HEALTH_CHECK`].
-        health_check: AttrValue => &'a AttrValue = HEALTH_CHECK, updatable;
+        /// `HTTP`.
+        protocol / PROTOCOL = "protocol": AttrValue => &'a str, immutable;
+        /// The app's port.
+        port / PORT = "port": AttrValue => i32, immutable;
+        /// The VPC.
+        vpc_id / VPC_ID = "vpc_id": AttrValue => &'a str, immutable;
+        /// `instance`.
+        target_type / TARGET_TYPE = "target_type": AttrValue => &'a str, immutable;
+        /// The app revision (the `plinth.dev/revision` tag).
+        revision / REVISION = "revision": AttrValue => &'a str, immutable;
+        /// The health check, a map of [`HC_PATH`], [`HC_INTERVAL`], [`HC_TIMEOUT`],
+        /// [`HC_HEALTHY`], [`HC_UNHEALTHY`] and [`HC_MATCHER`].
+        health_check / HEALTH_CHECK = "health_check": AttrValue => &'a AttrValue, updatable;
     }
 }
 
