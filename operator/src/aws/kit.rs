@@ -31,6 +31,17 @@ use crate::engine::{
     Reads, Scope, UpdateRequest,
 };
 
+/// What a listing answers ([`Listing::list`]).
+pub type Listed = Result<Vec<ObservedResource>, ActError>;
+/// What a create sent once answers ([`Kit::send_create`]): AWS's code kept for the kit.
+pub type Sent = Result<ObservedResource, SendError>;
+/// The resource as a create or an update left it.
+pub type Made = Result<ObservedResource, ActError>;
+/// One described item as observed, or `None` to leave it out ([`Ec2Listing::observed`]).
+pub type Seen = Result<Option<ObservedResource>, ActError>;
+/// How a delete ended ([`Kit::send_delete`]).
+pub type Deleted = Result<Deletion, ActError>;
+
 /// Which of the platform's resources a listing asks AWS for.
 #[derive(Clone, Copy, Debug)]
 pub enum Select<'a> {
@@ -98,26 +109,18 @@ pub trait Kit: Listing + Send + Sync {
 
     /// Sends the create once, tagged in the same call, with the SDK's retries off
     /// ([`no_retries!`](crate::no_retries)): the kit retries it, looking first.
-    async fn send_create(&self, request: &CreateRequest<'_>)
-    -> Result<ObservedResource, SendError>;
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent;
 
     /// What the create call cannot carry, done after it (an attachment, DNS attributes, an
     /// inline policy), on the resource made or found.
-    async fn after_create(
-        &self,
-        made: ObservedResource,
-        _request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn after_create(&self, made: ObservedResource, _request: &CreateRequest<'_>) -> Made {
         Ok(made)
     }
 
     /// The whole create: [`send_create`](Self::send_create) through [`create_or_find`] with the
     /// kind's [`find`] (an idempotent call, [`LostAnswer::Idempotent`], is sent as it is), then
     /// [`after_create`](Self::after_create).
-    async fn create_resource(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError>
+    async fn create_resource(&self, request: &CreateRequest<'_>) -> Made
     where
         Self: Sized,
     {
@@ -136,19 +139,12 @@ pub trait Kit: Listing + Send + Sync {
     }
 
     /// Changes the listed fields in place. By default nothing changes in place.
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         Err(not_updatable(&request))
     }
 
     /// Sends the delete; AWS's "not found" is [`Deletion::Gone`] (see [`super::deletion`]).
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        scope: &Scope,
-    ) -> Result<Deletion, ActError>;
+    async fn send_delete(&self, current: &ObservedResource, scope: &Scope) -> Deleted;
 }
 
 #[async_trait]
@@ -216,11 +212,7 @@ pub async fn find<K: Kit>(
 pub trait Listing: Send + Sync {
     /// The resources `select` asks for, each under the component key its tags (or name)
     /// give it. `reads` shares answers with other kinds within one observe.
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError>;
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed;
 }
 
 /// What a driver acts through: the region's rate-limited, counted clients.
@@ -295,22 +287,14 @@ pub trait Ec2Listing: Acts + Send + Sync {
 
     /// The item as observed under `key`: `None` leaves it out (AWS still lists it but it is
     /// gone: a `deleted` NAT gateway).
-    async fn observed(
-        &self,
-        item: &Self::Item,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError>;
+    async fn observed(&self, item: &Self::Item, key: Key) -> Seen;
 }
 
 /// An item whose tags are not the platform's is left out even if the filter let it through,
 /// so nothing untagged is ever touched.
 #[async_trait]
 impl<K: Ec2Listing> Listing for K {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         let mut found = Vec::new();
         for item in K::Item::describe(self.aws(), select.ec2_filters()).await? {
             let Some(key) = component_key(item.item_tags(), select.scope()) else {
@@ -418,5 +402,14 @@ macro_rules! driver {
                 &self.aws
             }
         }
+    };
+}
+
+/// IAM actions by service, in the order given: `actions![ec2: DescribeVpcs, CreateVpc; iam:
+/// PassRole]` is `&["ec2:DescribeVpcs", "ec2:CreateVpc", "iam:PassRole"]`.
+#[macro_export]
+macro_rules! actions {
+    ($($service:ident: $($action:ident),+);+ $(;)?) => {
+        &[$($(concat!(stringify!($service), ":", stringify!($action))),+),+]
     };
 }

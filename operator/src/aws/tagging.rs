@@ -15,9 +15,6 @@ use aws_sdk_resourcegroupstagging::types::TagFilter;
 use super::{AwsClients, classify};
 use crate::engine::{ActError, PLATFORM_TAG, Reads, Scope};
 
-/// The IAM action [`tagged`] needs.
-pub const GET_RESOURCES: &str = "tag:GetResources";
-
 /// The resource types read through the tagging API, in one `GetResources` per observe shared
 /// by every kind that asks ([`tagged`]): target groups and the alarm topic today. A kind that
 /// reads another type adds it here.

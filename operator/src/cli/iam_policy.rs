@@ -94,11 +94,8 @@ const SERVICE_LINKED: &[(&str, &str)] = &[
 ];
 
 /// IAM actions that take no resource ARN at all (account-wide lists), granted on `*`.
-const IAM_UNSCOPED: &[&str] = &[
-    "iam:ListRoles",
-    "iam:ListInstanceProfiles",
-    "iam:ListPolicies",
-    "iam:GetAccountSummary",
+const IAM_UNSCOPED: &[&str] = crate::actions![
+    iam: ListRoles, ListInstanceProfiles, ListPolicies, GetAccountSummary;
 ];
 
 /// The IAM action prefix of a service as the SDK names it in its call metadata (lowercased, as

@@ -17,14 +17,13 @@ use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 
 use super::{AUTO_SCALING_GROUP, REVISION_TAG, keys};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, error_code};
 use crate::driver;
 use crate::engine::fields::owned;
 use crate::engine::{
-    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Key, Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope,
-    UpdateRequest,
+    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredResource, Key,
+    Kind, Lifecycle, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -194,7 +193,7 @@ impl AutoScalingGroups {
     }
 
     /// The platform's groups (one call per page, filtered by the platform tag).
-    pub async fn list(&self, scope: &Scope) -> Result<Vec<ObservedResource>, ActError> {
+    pub async fn list(&self, scope: &Scope) -> Listed {
         let platform = Filter::builder()
             .name(format!("tag:{PLATFORM_TAG}"))
             .values(scope.platform())
@@ -260,7 +259,7 @@ impl AutoScalingGroups {
 }
 
 impl Component<Intent> for AutoScalingGroups {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_groups(intent))
     }
 }
@@ -269,11 +268,7 @@ impl Component<Intent> for AutoScalingGroups {
 impl Listing for AutoScalingGroups {
     /// The platform's groups, read once per observe (their policies need them too); one
     /// component's by its deterministic name.
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         match select {
             Select::Platform(scope) => Ok(self.shared(scope, reads).await?.as_ref().clone()),
             Select::Component(scope, key) => {
@@ -287,27 +282,18 @@ impl Listing for AutoScalingGroups {
 #[async_trait]
 impl Kit for AutoScalingGroups {
     const KIND: Kind = AUTO_SCALING_GROUP;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:CreateAutoScalingGroup",
-        "autoscaling:CreateOrUpdateTags",
-        "autoscaling:UpdateAutoScalingGroup",
-        "autoscaling:AttachLoadBalancerTargetGroups",
-        "autoscaling:DetachLoadBalancerTargetGroups",
-        "autoscaling:DeleteAutoScalingGroup",
-        // Launching from a template that names an instance profile passes its role.
-        "iam:PassRole",
-        // The first group in an account creates Auto Scaling's service-linked role.
-        "iam:CreateServiceLinkedRole",
-        "ec2:RunInstances",
-        "ec2:CreateTags",
+    // Launching from a template that names an instance profile passes its role.
+    // The first group in an account creates Auto Scaling's service-linked role.
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        autoscaling: DescribeAutoScalingGroups, CreateAutoScalingGroup, CreateOrUpdateTags,
+            UpdateAutoScalingGroup, AttachLoadBalancerTargetGroups, DetachLoadBalancerTargetGroups,
+            DeleteAutoScalingGroup;
+        iam: PassRole, CreateServiceLinkedRole;
+        ec2: RunInstances, CreateTags;
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["AlreadyExists"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = GroupValues::read(request.attrs)?;
         let (template, revision) = (fields.launch_template, fields.revision);
         let subnets: Vec<&str> = fields.subnets.iter().copied().collect();
@@ -360,7 +346,7 @@ impl Kit for AutoScalingGroups {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         for (field, value) in request.attrs {
             resource
                 .attrs
@@ -370,10 +356,7 @@ impl Kit for AutoScalingGroups {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let group = &request.current.id;
         let fields = GroupValues::read(request.attrs)?;
         let changed = |field: &str| request.changed.iter().any(|f| f == field);
@@ -433,11 +416,7 @@ impl Kit for AutoScalingGroups {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, scope: &Scope) -> Deleted {
         let result = self
             .aws
             .autoscaling()

@@ -15,12 +15,12 @@ use super::policy::{
     with_log_statement, without_log_statement,
 };
 use super::{IAM_PATH, IAM_ROLE, INSTANCE_PROFILE, artifact_location, keys};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, error_code};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, Key, Kind, ObservedResource,
+    PLATFORM_TAG, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -188,7 +188,7 @@ impl InstanceRole {
 }
 
 impl Component<Intent> for InstanceRole {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         // The role is shared by every revision; its policy names the artifact of each one
         // (blue and green fetch different objects during a rollout).
         let mut artifacts = Vec::new();
@@ -209,11 +209,7 @@ impl Component<Intent> for InstanceRole {
 
 #[async_trait]
 impl Listing for InstanceRole {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         let Some((scope, key)) = select.singleton(keys::INSTANCE_ROLE) else {
             return Ok(Vec::new());
         };
@@ -225,25 +221,14 @@ impl Listing for InstanceRole {
 #[async_trait]
 impl Kit for InstanceRole {
     const KIND: Kind = IAM_ROLE;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "iam:GetRole",
-        "iam:GetRolePolicy",
-        "iam:CreateRole",
-        "iam:TagRole",
-        "iam:PutRolePolicy",
-        "iam:UpdateAssumeRolePolicy",
-        "iam:ListRolePolicies",
-        "iam:DeleteRolePolicy",
-        "iam:ListInstanceProfilesForRole",
-        "iam:RemoveRoleFromInstanceProfile",
-        "iam:DeleteRole",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        iam: GetRole, GetRolePolicy, CreateRole, TagRole, PutRolePolicy, UpdateAssumeRolePolicy,
+            ListRolePolicies, DeleteRolePolicy, ListInstanceProfilesForRole,
+            RemoveRoleFromInstanceProfile, DeleteRole;
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = RoleValues::read(request.attrs)?;
         let (path, trust) = (fields.path, document(fields.trust_policy)?);
         let name = request.name(ROLE_NAME_LEN);
@@ -270,7 +255,7 @@ impl Kit for InstanceRole {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let fields = RoleValues::read(request.attrs)?;
         self.put_policy(&resource.id, fields.policy, request.scope)
             .await?;
@@ -280,10 +265,7 @@ impl Kit for InstanceRole {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let role = &request.current.id;
         let fields = RoleValues::read(request.attrs)?;
         for field in request.changed {
@@ -301,11 +283,7 @@ impl Kit for InstanceRole {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let role = &current.id;
         // IAM refuses to delete a role with inline policies or in an instance profile.
         let call = self.aws.iam().await.list_role_policies().role_name(role);
@@ -412,7 +390,7 @@ impl InstanceProfile {
 }
 
 impl Component<Intent> for InstanceProfile {
-    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, _spec: &Intent) -> Wanted {
         let fields = ProfileFields {
             path: IAM_PATH.into(),
             role: AttrValue::reference(keys::INSTANCE_ROLE),
@@ -425,11 +403,7 @@ impl Component<Intent> for InstanceProfile {
 
 #[async_trait]
 impl Listing for InstanceProfile {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         let Some((scope, key)) = select.singleton(keys::INSTANCE_PROFILE) else {
             return Ok(Vec::new());
         };
@@ -441,20 +415,13 @@ impl Listing for InstanceProfile {
 #[async_trait]
 impl Kit for InstanceProfile {
     const KIND: Kind = INSTANCE_PROFILE;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "iam:GetInstanceProfile",
-        "iam:CreateInstanceProfile",
-        "iam:TagInstanceProfile",
-        "iam:AddRoleToInstanceProfile",
-        "iam:RemoveRoleFromInstanceProfile",
-        "iam:DeleteInstanceProfile",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        iam: GetInstanceProfile, CreateInstanceProfile, TagInstanceProfile,
+            AddRoleToInstanceProfile, RemoveRoleFromInstanceProfile, DeleteInstanceProfile;
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &["EntityAlreadyExists"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let path = ProfileValues::read(request.attrs)?.path;
         let name = request.name(PROFILE_NAME_LEN);
         let call = self.aws.iam().await.create_instance_profile();
@@ -477,7 +444,7 @@ impl Kit for InstanceProfile {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let role = ProfileValues::read(request.attrs)?.role;
         if resource.attrs.get(ROLE).and_then(AttrValue::as_str) != Some(role) {
             self.add_role(&resource.id, role).await?;
@@ -486,10 +453,7 @@ impl Kit for InstanceProfile {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         if request.changed.iter().any(|f| f == ROLE) {
             let profile = &request.current.id;
             if let Some(old) = request.current.attrs.get(ROLE).and_then(AttrValue::as_str) {
@@ -501,11 +465,7 @@ impl Kit for InstanceProfile {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         // IAM refuses to delete a profile that still holds a role.
         if let Some(role) = current.attrs.get(ROLE).and_then(AttrValue::as_str) {
             self.remove_role(&current.id, role).await?;

@@ -19,11 +19,11 @@ use aws_sdk_autoscaling::types::{ScalingPolicy, StepAdjustment};
 
 use super::group::AutoScalingGroups;
 use super::{SCALING_POLICY, keys};
-use crate::aws::kit::{Kit, Listing, Select};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent};
+use crate::aws::{AwsClients, LostAnswer, classify, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -212,12 +212,7 @@ impl ScalingPolicies {
     }
 
     /// Creates or updates the policy with every desired field.
-    async fn put(
-        &self,
-        key: &Key,
-        attrs: &crate::engine::Attrs,
-        scope: &Scope,
-    ) -> Result<ObservedResource, ActError> {
+    async fn put(&self, key: &Key, attrs: &crate::engine::Attrs, scope: &Scope) -> Made {
         let fields = PolicyValues::read(attrs)?;
         let group = fields.group;
         let name = scope.name_for(key, NAME_LEN);
@@ -269,7 +264,7 @@ impl ScalingPolicies {
 }
 
 impl Component<Intent> for ScalingPolicies {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_policies(intent))
     }
 }
@@ -277,11 +272,7 @@ impl Component<Intent> for ScalingPolicies {
 #[async_trait]
 impl Listing for ScalingPolicies {
     /// The policies of the platform's groups, from the groups read once per observe.
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         let scope = select.scope();
         let mut found = Vec::new();
         for group in self.groups.shared(scope, reads).await?.iter() {
@@ -297,36 +288,23 @@ impl Listing for ScalingPolicies {
 #[async_trait]
 impl Kit for ScalingPolicies {
     const KIND: Kind = SCALING_POLICY;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribePolicies",
-        "autoscaling:PutScalingPolicy",
-        "autoscaling:DeletePolicy",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        autoscaling: DescribeAutoScalingGroups, DescribePolicies, PutScalingPolicy, DeletePolicy;
     ];
     /// PutScalingPolicy creates or replaces the policy of that name.
     const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         Ok(self.put(request.key, request.attrs, request.scope).await?)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         // PutScalingPolicy replaces the whole definition: send every field.
         self.put(&request.current.key, request.attrs, request.scope)
             .await
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, scope: &Scope) -> Deleted {
         let name = current
             .attrs
             .get(POLICY_NAME)

@@ -23,14 +23,14 @@ use aws_sdk_ec2::types::{
 
 use super::user_data::{self, env};
 use super::{DATABASE_NAME, LAUNCH_TEMPLATE, REVISION_TAG, keys};
-use crate::aws::kit::{Ec2Listing, Kit, ignore};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, ignore};
 use crate::aws::tags::{create_tags, tag_map};
-use crate::aws::{LostAnswer, SendError, classify};
+use crate::aws::{LostAnswer, classify};
 use crate::driver;
 use crate::engine::fields::owned;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Scope,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Scope, Wanted,
 };
 use crate::intent::Intent;
 use crate::network::keys as network_keys;
@@ -278,7 +278,7 @@ impl LaunchTemplates {
 }
 
 impl Component<Intent> for LaunchTemplates {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_templates(intent))
     }
 }
@@ -287,11 +287,7 @@ impl Component<Intent> for LaunchTemplates {
 impl Ec2Listing for LaunchTemplates {
     type Item = LaunchTemplate;
 
-    async fn observed(
-        &self,
-        template: &LaunchTemplate,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, template: &LaunchTemplate, key: Key) -> Seen {
         self.read(template, key).await
     }
 }
@@ -299,12 +295,9 @@ impl Ec2Listing for LaunchTemplates {
 #[async_trait]
 impl Kit for LaunchTemplates {
     const KIND: Kind = LAUNCH_TEMPLATE;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeLaunchTemplates",
-        "ec2:DescribeLaunchTemplateVersions",
-        "ec2:CreateLaunchTemplate",
-        "ec2:CreateTags",
-        "ec2:DeleteLaunchTemplate",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeLaunchTemplates, DescribeLaunchTemplateVersions, CreateLaunchTemplate,
+            CreateTags, DeleteLaunchTemplate;
     ];
     /// The create carries a client token.
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
@@ -313,10 +306,7 @@ impl Kit for LaunchTemplates {
         "IdempotentParameterMismatch",
     ];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = TemplateValues::read(request.attrs)?;
         let (image, instance_type) = (fields.image_id, fields.instance_type);
         let (profile, revision) = (fields.instance_profile, fields.revision);
@@ -387,7 +377,7 @@ impl Kit for LaunchTemplates {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         for (field, value) in request.attrs {
             resource
                 .attrs
@@ -397,11 +387,7 @@ impl Kit for LaunchTemplates {
         Ok(resource)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.delete_launch_template();
         let result = call.launch_template_id(&current.id).send().await;
         let gone = [

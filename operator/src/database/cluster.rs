@@ -15,14 +15,14 @@ use super::{
     ARN, DB_CLUSTER, DELETION_POLICY_TAG, acu, keys, rds_component_key, rds_name, rds_tag_map,
     rds_tags,
 };
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, deletion, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, deletion, error_code};
 use crate::driver;
 use crate::engine::fields::owned;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::network::keys as net;
@@ -311,7 +311,7 @@ pub(crate) fn observed(cluster: &AwsCluster, scope: &Scope) -> Option<ObservedRe
 }
 
 impl Component<Intent> for DbCluster {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         crate::network::check_region(spec, &self.aws, DB_CLUSTER)?;
         if spec.database.min_capacity > spec.database.max_capacity {
             return Err(DesiredError::Invalid {
@@ -326,7 +326,7 @@ impl Component<Intent> for DbCluster {
 
 #[async_trait]
 impl Listing for DbCluster {
-    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Listed {
         let found = self.of_platform(select.scope()).await?;
         Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
@@ -337,10 +337,7 @@ impl Kit for DbCluster {
     const KIND: Kind = DB_CLUSTER;
     const DUPLICATE_CODES: &'static [&'static str] = &["DBClusterAlreadyExistsFault"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
         let fields = ClusterValues::read(request.attrs)?;
@@ -381,19 +378,12 @@ impl Kit for DbCluster {
             }))
     }
 
-    async fn after_create(
-        &self,
-        made: ObservedResource,
-        _: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn after_create(&self, made: ObservedResource, _: &CreateRequest<'_>) -> Made {
         tracing::info!(cluster = %made.id, "created the Aurora cluster");
         Ok(made)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let changed: BTreeSet<&str> = request.changed.iter().map(String::as_str).collect();
         let fields = ClusterValues::read(request.attrs)?;
         let id = &request.current.id;
@@ -472,11 +462,7 @@ impl Kit for DbCluster {
         Ok(resource)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let policy = current
             .attrs
             .get(DELETION_POLICY)
@@ -526,18 +512,13 @@ impl Kit for DbCluster {
         deletion(result, "DBClusterNotFoundFault", Deletion::InProgress)
     }
 
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "rds:DescribeDBClusters",
-        "rds:CreateDBCluster",
-        "rds:ModifyDBCluster",
-        "rds:DeleteDBCluster",
-        "rds:CreateDBClusterSnapshot",
-        "rds:AddTagsToResource",
-        // RDS creates and tags the master user secret with the caller's permissions.
-        "secretsmanager:CreateSecret",
-        "secretsmanager:TagResource",
-        "kms:DescribeKey",
-        // Tagging what a `Retain` teardown leaves behind (`database::mark_retained`).
-        "ec2:CreateTags",
+    // RDS creates and tags the master user secret with the caller's permissions.
+    // Tagging what a `Retain` teardown leaves behind (`database::mark_retained`).
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        rds: DescribeDBClusters, CreateDBCluster, ModifyDBCluster, DeleteDBCluster,
+            CreateDBClusterSnapshot, AddTagsToResource;
+        secretsmanager: CreateSecret, TagResource;
+        kms: DescribeKey;
+        ec2: CreateTags;
     ];
 }

@@ -8,12 +8,12 @@ use aws_sdk_rds::types::DbInstance as AwsInstance;
 
 use super::cluster::{AURORA_MYSQL, cluster_filter};
 use super::{ARN, DB_INSTANCE, keys, rds_component_key, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Listing, Select};
-use crate::aws::{SendError, classify, deletion};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent};
+use crate::aws::{classify, deletion};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind, Lifecycle,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -161,14 +161,14 @@ impl DbInstances {
 }
 
 impl Component<Intent> for DbInstances {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(desired(spec))
     }
 }
 
 #[async_trait]
 impl Listing for DbInstances {
-    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Listed {
         let found = self.of_platform(select.scope()).await?;
         Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
@@ -180,10 +180,7 @@ impl Kit for DbInstances {
     const DUPLICATE_CODES: &'static [&'static str] =
         &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let scope = request.scope;
         let id = rds_name(scope, request.key, NAME_LEN);
         let fields = InstanceValues::read(request.attrs)?;
@@ -211,10 +208,7 @@ impl Kit for DbInstances {
             }))
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         // Only the class changes in place (a class set by hand goes back to `db.serverless`).
         let class = InstanceValues::read(request.attrs)?.instance_class;
         self.aws
@@ -232,11 +226,7 @@ impl Kit for DbInstances {
         Ok(resource)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         if let Some(cluster) = current.attrs.get(CLUSTER).and_then(AttrValue::as_str) {
             self.unprotect_if_last(cluster, &current.id).await?;
         }
@@ -245,13 +235,8 @@ impl Kit for DbInstances {
         deletion(result, "DBInstanceNotFound", Deletion::InProgress)
     }
 
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "rds:DescribeDBInstances",
-        "rds:CreateDBInstance",
-        "rds:ModifyDBInstance",
-        "rds:DeleteDBInstance",
-        "rds:DescribeDBClusters",
-        "rds:ModifyDBCluster",
-        "rds:AddTagsToResource",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        rds: DescribeDBInstances, CreateDBInstance, ModifyDBInstance, DeleteDBInstance,
+            DescribeDBClusters, ModifyDBCluster, AddTagsToResource;
     ];
 }

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
 use super::{ARN, DB_CLUSTER_PARAMETER_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, deletion, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, deletion, error_code};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -186,7 +186,7 @@ pub fn desired() -> DesiredResource {
 }
 
 impl Component<Intent> for DbClusterParameterGroup {
-    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, _spec: &Intent) -> Wanted {
         Ok(vec![desired()])
     }
 }
@@ -203,11 +203,7 @@ fn parameter_map(value: Option<&AttrValue>) -> BTreeMap<String, String> {
 
 #[async_trait]
 impl Listing for DbClusterParameterGroup {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         match select.singleton(keys::DB_CLUSTER_PARAMETER_GROUP) {
             Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
             None => Ok(Vec::new()),
@@ -218,23 +214,17 @@ impl Listing for DbClusterParameterGroup {
 #[async_trait]
 impl Kit for DbClusterParameterGroup {
     const KIND: Kind = DB_CLUSTER_PARAMETER_GROUP;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "rds:DescribeDBClusterParameterGroups",
-        "rds:DescribeDBClusterParameters",
-        "rds:CreateDBClusterParameterGroup",
-        "rds:ModifyDBClusterParameterGroup",
-        "rds:DeleteDBClusterParameterGroup",
-        "rds:AddTagsToResource",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        rds: DescribeDBClusterParameterGroups, DescribeDBClusterParameters,
+            CreateDBClusterParameterGroup, ModifyDBClusterParameterGroup,
+            DeleteDBClusterParameterGroup, AddTagsToResource;
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &[
         "DBParameterGroupAlreadyExists",
         "DBParameterGroupAlreadyExistsFault",
     ];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let name = Self::name(request.scope);
         let family = ParameterGroupValues::read(request.attrs)?.family;
         let description = format!("Plinth: Aurora MySQL of {}", request.scope.platform());
@@ -262,7 +252,7 @@ impl Kit for DbClusterParameterGroup {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let parameters = ParameterGroupValues::read(request.attrs)?.parameters;
         let wanted: Vec<(String, String)> = parameter_map(Some(parameters)).into_iter().collect();
         self.set_parameters(&resource.id, &wanted).await?;
@@ -272,10 +262,7 @@ impl Kit for DbClusterParameterGroup {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         if request.changed.iter().any(|f| f == PARAMETERS) {
             let wanted = parameter_map(Some(ParameterGroupValues::read(request.attrs)?.parameters));
             let current = parameter_map(request.current.attrs.get(PARAMETERS));
@@ -289,11 +276,7 @@ impl Kit for DbClusterParameterGroup {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.rds().await.delete_db_cluster_parameter_group();
         let result = call
             .db_cluster_parameter_group_name(&current.id)

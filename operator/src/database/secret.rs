@@ -11,12 +11,12 @@ use aws_sdk_secretsmanager::types::{
 };
 
 use super::{DATABASE_SECRET, keys};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{LostAnswer, SendError, classify, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{LostAnswer, classify, error_code};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredResource, Kind,
+    ObservedResource, PLATFORM_TAG, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -125,14 +125,14 @@ impl DatabaseSecret {
 }
 
 impl Component<Intent> for DatabaseSecret {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(vec![desired(spec)])
     }
 }
 
 #[async_trait]
 impl Listing for DatabaseSecret {
-    async fn list(&self, select: Select<'_>, _: &Reads) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _: &Reads) -> Listed {
         let found = self.of_platform(select.scope()).await?;
         Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
     }
@@ -145,10 +145,7 @@ impl Kit for DatabaseSecret {
     /// RDS makes the secret; "creating" it only waits for the cluster to report it.
     const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = SecretValues::read(request.attrs)?;
         let (cluster, days) = (fields.cluster, fields.rotation_days);
         let output = self
@@ -191,10 +188,7 @@ impl Kit for DatabaseSecret {
             .attr(ROTATION_DAYS, days))
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         if request.changed.iter().any(|f| f == ROTATION_DAYS) {
             let days = SecretValues::read(request.attrs)?.rotation_days;
             self.set_rotation(&request.current.id, days).await?;
@@ -202,11 +196,7 @@ impl Kit for DatabaseSecret {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         match self
             .aws
             .secretsmanager()
@@ -224,11 +214,8 @@ impl Kit for DatabaseSecret {
         }
     }
 
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "secretsmanager:ListSecrets",
-        "secretsmanager:RotateSecret",
-        "secretsmanager:TagResource",
-        "secretsmanager:UntagResource",
-        "rds:DescribeDBClusters",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        secretsmanager: ListSecrets, RotateSecret, TagResource, UntagResource;
+        rds: DescribeDBClusters;
     ];
 }

@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use super::{ARN, DB_SUBNET_GROUP, keys, rds_name, rds_tags};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, deletion, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, deletion, error_code};
 use crate::driver;
 use crate::engine::fields::owned;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::network::keys as net;
@@ -89,18 +89,14 @@ pub fn desired(spec: &Intent) -> DesiredResource {
 }
 
 impl Component<Intent> for DbSubnetGroup {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(vec![desired(spec)])
     }
 }
 
 #[async_trait]
 impl Listing for DbSubnetGroup {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         match select.singleton(keys::DB_SUBNET_GROUP) {
             Some((scope, _)) => Ok(self.find(scope).await?.into_iter().collect()),
             None => Ok(Vec::new()),
@@ -111,22 +107,16 @@ impl Listing for DbSubnetGroup {
 #[async_trait]
 impl Kit for DbSubnetGroup {
     const KIND: Kind = DB_SUBNET_GROUP;
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "rds:DescribeDBSubnetGroups",
-        "rds:CreateDBSubnetGroup",
-        "rds:ModifyDBSubnetGroup",
-        "rds:DeleteDBSubnetGroup",
-        "rds:AddTagsToResource",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        rds: DescribeDBSubnetGroups, CreateDBSubnetGroup, ModifyDBSubnetGroup, DeleteDBSubnetGroup,
+            AddTagsToResource;
     ];
     const DUPLICATE_CODES: &'static [&'static str] = &[
         "DBSubnetGroupAlreadyExists",
         "DBSubnetGroupAlreadyExistsFault",
     ];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let name = Self::name(request.scope);
         let subnets = owned(&SubnetGroupValues::read(request.attrs)?.subnet_ids);
         let description = format!("Plinth: private subnets of {}", request.scope.platform());
@@ -150,10 +140,7 @@ impl Kit for DbSubnetGroup {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let call = self.aws.rds().await.modify_db_subnet_group();
         let call = call.db_subnet_group_name(&request.current.id);
         let result = call
@@ -166,11 +153,7 @@ impl Kit for DbSubnetGroup {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         // Still used by a cluster that is going away: `InvalidDBSubnetGroupStateFault`, which
         // classifies as pending and is tried again next pass.
         let call = self.aws.rds().await.delete_db_subnet_group();

@@ -45,11 +45,14 @@ pub enum DesiredError {
     Graph(#[from] GraphError),
 }
 
+/// The resources of one kind a spec wants, or why the spec cannot have them.
+pub type Wanted = Result<Vec<DesiredResource>, DesiredError>;
+
 /// One kind of AWS resource, as the spec wants it and as AWS has it.
 pub trait Component<S>: Driver {
     /// The resources of this component's kind that `spec` wants (none is a valid answer: no NAT
     /// gateways when the spec says so). Pure: no AWS calls.
-    fn desired(&self, spec: &S) -> Result<Vec<DesiredResource>, DesiredError>;
+    fn desired(&self, spec: &S) -> Wanted;
 }
 
 /// Two components registered for one kind.

@@ -68,7 +68,7 @@ mod testing;
 
 pub use act::{ActError, CreateRequest, Deletion, Driver, Drivers, UpdateRequest};
 pub use attr::{AttrValue, Attrs, Field, OnChange};
-pub use component::{Component, Components, DesiredError, DuplicateKind};
+pub use component::{Component, Components, DesiredError, DuplicateKind, Wanted};
 pub use desired::{DesiredGraph, DesiredResource, GraphError};
 pub use execute::{Applied, Blocked, Change, ExecuteOptions, Failure, Pending, Report, execute};
 pub use identity::{COMPONENT_TAG, PLATFORM_TAG, Scope};

@@ -36,12 +36,12 @@ use aws_sdk_cloudwatch::types::{
 };
 
 use super::{ALARM, CrossFamily, keys};
-use crate::aws::kit::{Kit, Listing, Select};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent};
+use crate::aws::{AwsClients, LostAnswer, classify, deletion};
 use crate::engine::fields::owned;
 use crate::engine::{
-    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredError, DesiredResource,
-    Key, Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Attrs, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::serving;
@@ -59,11 +59,8 @@ pub fn scaling_policy_key(revision: &str, direction: &str) -> Key {
 pub const DB_CLUSTER: &str = "db-cluster";
 
 /// The IAM actions this driver's calls need.
-const IAM_ACTIONS: &[&str] = &[
-    "cloudwatch:DescribeAlarms",
-    "cloudwatch:PutMetricAlarm",
-    "cloudwatch:TagResource",
-    "cloudwatch:DeleteAlarms",
+const IAM_ACTIONS: &[&str] = crate::actions![
+    cloudwatch: DescribeAlarms, PutMetricAlarm, TagResource, DeleteAlarms;
 ];
 
 /// Seconds per evaluated period.
@@ -669,7 +666,7 @@ impl Alarms {
 }
 
 impl Component<Intent> for Alarms {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         let mut out = serving_alarms(intent);
         if self.cross == CrossFamily::Included {
             out.extend(cross_family_alarms(intent));
@@ -681,11 +678,7 @@ impl Component<Intent> for Alarms {
 #[async_trait]
 impl Listing for Alarms {
     /// The platform's alarms by their names' prefix (CloudWatch has no tag filter).
-    async fn list(
-        &self,
-        select: Select<'_>,
-        _reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, _reads: &Reads) -> Listed {
         let prefix = format!("{}/", name_prefix(select.scope()));
         let call = self.aws.cloudwatch().await.describe_alarms();
         let call = call
@@ -715,10 +708,7 @@ impl Kit for Alarms {
     /// PutMetricAlarm creates or replaces the alarm of that name.
     const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let name = alarm_name(request.scope, request.key);
         let tags = request
             .tags()
@@ -729,10 +719,7 @@ impl Kit for Alarms {
         Ok(Self::as_put(request.key, &name, request.attrs))
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         // PutMetricAlarm takes the whole definition; tags are kept from the create.
         self.put(&request.current.id, request.attrs, None).await?;
         Ok(Self::as_put(
@@ -742,11 +729,7 @@ impl Kit for Alarms {
         ))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.cloudwatch().await.delete_alarms();
         let result = call.alarm_names(&current.id).send().await;
         deletion(result, "ResourceNotFound", Deletion::Gone)

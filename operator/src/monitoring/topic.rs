@@ -31,14 +31,14 @@ use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
 
 use super::{ALARM_SUBSCRIPTION, ALARM_TOPIC, keys};
-use crate::aws::kit::{Kit, Listing, Select};
-use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{AwsClients, LostAnswer, SendError, classify, deletion, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Select, Sent};
+use crate::aws::tagging::tagged;
+use crate::aws::{AwsClients, LostAnswer, classify, deletion, error_code};
 use crate::driver;
 use crate::engine::identity::stable_hash;
 use crate::engine::{
-    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredError,
-    DesiredResource, Key, Kind, ObservedResource, PLATFORM_TAG, Reads, Scope,
+    ActError, AttrValue, COMPONENT_TAG, Component, CreateRequest, Deletion, DesiredResource, Key,
+    Kind, ObservedResource, PLATFORM_TAG, Reads, Scope, Wanted,
 };
 use crate::intent::Intent;
 
@@ -69,23 +69,16 @@ const PENDING_ARN: &str = "PendingConfirmation";
 const TOPIC_NAME_LEN: usize = 256;
 
 /// The IAM actions of the topic driver.
-const TOPIC_ACTIONS: &[&str] = &[
-    GET_RESOURCES,
-    "sns:CreateTopic",
-    "sns:TagResource",
-    "sns:DeleteTopic",
+const TOPIC_ACTIONS: &[&str] = crate::actions![
+    tag: GetResources;
+    sns: CreateTopic, TagResource, DeleteTopic;
 ];
 
 /// The IAM actions of the subscription driver.
-const SUBSCRIPTION_ACTIONS: &[&str] = &[
-    GET_RESOURCES,
-    "sns:ListTopics",
-    "sns:ListTagsForResource",
-    "sns:ListSubscriptionsByTopic",
-    "sns:TagResource",
-    "sns:UntagResource",
-    "sns:Subscribe",
-    "sns:Unsubscribe",
+const SUBSCRIPTION_ACTIONS: &[&str] = crate::actions![
+    tag: GetResources;
+    sns: ListTopics, ListTagsForResource, ListSubscriptionsByTopic, TagResource, UntagResource,
+        Subscribe, Unsubscribe;
 ];
 
 /// The platform's topic, found by its platform tag and its deterministic name.
@@ -191,18 +184,14 @@ driver!(
 );
 
 impl Component<Intent> for Topics {
-    fn desired(&self, _intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, _intent: &Intent) -> Wanted {
         Ok(vec![DesiredResource::new(ALARM_TOPIC, keys::ALARM_TOPIC)])
     }
 }
 
 #[async_trait]
 impl Listing for Topics {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         let found = find_topic(&self.aws, select.scope(), reads).await?;
         let found = found.filter(|t| select.wants(&t.key));
         Ok(found
@@ -219,10 +208,7 @@ impl Kit for Topics {
     /// CreateTopic of an existing name (and the same tags) answers with that topic.
     const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let tags = request
             .tags()
             .iter()
@@ -241,11 +227,7 @@ impl Kit for Topics {
         Ok(ObservedResource::new(ALARM_TOPIC, request.key, arn))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _: &Scope) -> Deleted {
         // DeleteTopic of a topic that is gone succeeds; NotFound is kept for emulators.
         let call = self.aws.sns().await.delete_topic().topic_arn(&current.id);
         deletion(call.send().await, "NotFound", Deletion::Gone)
@@ -303,18 +285,14 @@ pub fn subscription_of<'a>(
 }
 
 impl Component<Intent> for Subscriptions {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_subscription(intent).into_iter().collect())
     }
 }
 
 #[async_trait]
 impl Listing for Subscriptions {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         // The tagging API's view, shared with the topic: a subscription tag written a moment
         // ago may be missing from it, which only matters before a `Subscribe`, and
         // `send_create` reads SNS itself first. A topic it does not show yet is looked for by
@@ -385,10 +363,7 @@ impl Kit for Subscriptions {
     /// Subscribing the same endpoint again answers with the existing subscription.
     const LOST_ANSWER: LostAnswer = LostAnswer::Idempotent;
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = SubscriptionValues::read(request.attrs)?;
         let (topic, protocol, endpoint) = (fields.topic_arn, fields.protocol, fields.endpoint);
         // SNS's own view first (the observe's may lag behind a subscribe a moment ago): each
@@ -438,11 +413,7 @@ impl Kit for Subscriptions {
         Ok(made?)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _: &Scope) -> Deleted {
         if current.id.starts_with("arn:") && !current.id.contains(PENDING_ARN) {
             match self
                 .aws

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{Address, DomainType, ResourceType};
 
 use super::{ELASTIC_IP, keys, nat_zones};
-use crate::aws::kit::{Ec2Listing, Kit};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Seen, Sent};
 use crate::aws::tags::tag_specification;
-use crate::aws::{SendError, classify, error_code};
+use crate::aws::{classify, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Scope,
+    ActError, AttrValue, Component, CreateRequest, Deletion, Key, Kind, ObservedResource, Scope,
+    Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -37,11 +37,7 @@ driver!(
 impl Ec2Listing for ElasticIps {
     type Item = Address;
 
-    async fn observed(
-        &self,
-        address: &Address,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, address: &Address, key: Key) -> Seen {
         let Some(id) = address.allocation_id() else {
             return Ok(None);
         };
@@ -60,16 +56,10 @@ impl Ec2Listing for ElasticIps {
 impl Kit for ElasticIps {
     const KIND: Kind = ELASTIC_IP;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeAddresses",
-        "ec2:AllocateAddress",
-        "ec2:CreateTags",
-        "ec2:ReleaseAddress",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeAddresses, AllocateAddress, CreateTags, ReleaseAddress;
     ];
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let call = self.aws.ec2().await.allocate_address();
         let output = send_once!(
             aws_sdk_ec2,
@@ -84,11 +74,7 @@ impl Kit for ElasticIps {
         Ok(resource)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.release_address();
         match call.allocation_id(&current.id).send().await {
             Ok(_) => Ok(Deletion::Gone),
@@ -106,7 +92,7 @@ impl Kit for ElasticIps {
 }
 
 impl Component<Intent> for ElasticIps {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {

@@ -6,12 +6,10 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{InternetGateway as AwsGateway, InternetGatewayAttachment, ResourceType};
 
 use super::{INTERNET_GATEWAY, keys};
-use crate::aws::kit::{Ec2Listing, Kit, ignore};
-use crate::aws::{SendError, deletion, tags::tag_specification};
-use crate::engine::{ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError};
-use crate::engine::{
-    DesiredResource, Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
-};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, ignore};
+use crate::aws::{deletion, tags::tag_specification};
+use crate::engine::{ActError, AttrValue, Component, CreateRequest, Deletion, Wanted};
+use crate::engine::{Key, Kind, Lifecycle, ObservedResource, Scope, UpdateRequest};
 use crate::{driver, intent::Intent, send_once};
 
 crate::fields! {
@@ -30,7 +28,7 @@ driver!(
 );
 
 impl Component<Intent> for InternetGateway {
-    fn desired(&self, _spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, _spec: &Intent) -> Wanted {
         let vpc_id = AttrValue::reference(keys::VPC);
         let gateway = GatewayFields { vpc_id };
         Ok(vec![
@@ -43,11 +41,7 @@ impl Component<Intent> for InternetGateway {
 impl Ec2Listing for InternetGateway {
     type Item = AwsGateway;
 
-    async fn observed(
-        &self,
-        igw: &AwsGateway,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, igw: &AwsGateway, key: Key) -> Seen {
         let Some(id) = igw.internet_gateway_id() else {
             return Ok(None);
         };
@@ -73,19 +67,12 @@ impl Ec2Listing for InternetGateway {
 impl Kit for InternetGateway {
     const KIND: Kind = INTERNET_GATEWAY;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeInternetGateways",
-        "ec2:CreateInternetGateway",
-        "ec2:CreateTags",
-        "ec2:AttachInternetGateway",
-        "ec2:DetachInternetGateway",
-        "ec2:DeleteInternetGateway",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeInternetGateways, CreateInternetGateway, CreateTags, AttachInternetGateway,
+            DetachInternetGateway, DeleteInternetGateway;
     ];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let tags = tag_specification(ResourceType::InternetGateway, request);
         let call = self.aws.ec2().await.create_internet_gateway();
         let output = send_once!(aws_sdk_ec2, call.tag_specifications(tags))?;
@@ -100,28 +87,17 @@ impl Kit for InternetGateway {
     }
 
     /// The attachment, on the gateway made or found (a found one may be attached already).
-    async fn after_create(
-        &self,
-        made: ObservedResource,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn after_create(&self, made: ObservedResource, request: &CreateRequest<'_>) -> Made {
         let fields = GatewayValues::read(request.attrs)?;
         self.attach(made, fields.vpc_id).await
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let fields = GatewayValues::read(request.attrs)?;
         self.attach(request.current.clone(), fields.vpc_id).await
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _: &Scope) -> Deleted {
         if let Some(vpc) = current.attrs.get(VPC_ID).and_then(AttrValue::as_str) {
             self.detach(&current.id, vpc).await?;
         }
@@ -133,11 +109,7 @@ impl Kit for InternetGateway {
 
 impl InternetGateway {
     /// Attaches the gateway to `vpc`, detaching it first from any other.
-    async fn attach(
-        &self,
-        gateway: ObservedResource,
-        vpc: &str,
-    ) -> Result<ObservedResource, ActError> {
+    async fn attach(&self, gateway: ObservedResource, vpc: &str) -> Made {
         let attached = gateway.attrs.get(VPC_ID).and_then(AttrValue::as_str);
         if attached == Some(vpc) {
             return Ok(gateway);

@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{ConnectivityType, NatGateway, NatGatewayState, ResourceType};
 
 use super::{NAT_GATEWAY, keys, nat_zones};
-use crate::aws::kit::{Ec2Listing, Kit, Listing, Select};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Listing, Made, Seen, Select, Sent};
 use crate::aws::tags::tag_specification;
-use crate::aws::{LostAnswer, SendError, create_or_find, deletion};
+use crate::aws::{LostAnswer, create_or_find, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope,
+    ActError, AttrValue, Component, CreateRequest, Deletion, Key, Kind, Lifecycle,
+    ObservedResource, Reads, Scope, Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -98,11 +98,7 @@ impl NatGateways {
 impl Ec2Listing for NatGateways {
     type Item = NatGateway;
 
-    async fn observed(
-        &self,
-        nat: &NatGateway,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, nat: &NatGateway, key: Key) -> Seen {
         let (Some(id), Some(state)) = (nat.nat_gateway_id(), nat.state()) else {
             return Ok(None);
         };
@@ -144,19 +140,13 @@ impl Ec2Listing for NatGateways {
 impl Kit for NatGateways {
     const KIND: Kind = NAT_GATEWAY;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeNatGateways",
-        "ec2:CreateNatGateway",
-        "ec2:CreateTags",
-        "ec2:DeleteNatGateway",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeNatGateways, CreateNatGateway, CreateTags, DeleteNatGateway;
     ];
     /// The create carries a client token.
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     /// Never called: [`Kit::create_resource`] is this kind's own.
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         Ok(self.create_with(request, request.client_token).await?)
     }
 
@@ -164,10 +154,7 @@ impl Kit for NatGateways {
     /// (a gateway replaced, or deleted by hand): that token is spent, and the next one is
     /// derived from the deleted gateway's id, so a resend after a lost answer still carries
     /// the same token.
-    async fn create_resource(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn create_resource(&self, request: &CreateRequest<'_>) -> Made {
         let mut token = request.client_token.to_owned();
         for _ in 0..SPENT_TOKENS {
             let made = self.create_with(request, &token).await?;
@@ -183,11 +170,7 @@ impl Kit for NatGateways {
         ))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.delete_nat_gateway();
         let result = call.nat_gateway_id(&current.id).send().await;
         deletion(result, "NatGatewayNotFound", Deletion::InProgress)
@@ -195,7 +178,7 @@ impl Kit for NatGateways {
 }
 
 impl Component<Intent> for NatGateways {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(nat_zones(spec)
             .into_iter()
             .map(|az| {

@@ -11,12 +11,12 @@ use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
 use plinth_crds::DataPlatformSpec;
 
 use super::{ROUTE_TABLE, keys, nat_for_zone};
-use crate::aws::kit::{Ec2Listing, Kit, set_of, updated};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, set_of, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{LostAnswer, SendError, classify, deletion, error_code};
+use crate::aws::{LostAnswer, classify, deletion, error_code};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -308,7 +308,7 @@ impl RouteTables {
 }
 
 impl Component<Intent> for RouteTables {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         Ok(desired_tables(spec))
     }
 }
@@ -317,11 +317,7 @@ impl Component<Intent> for RouteTables {
 impl Ec2Listing for RouteTables {
     type Item = RouteTable;
 
-    async fn observed(
-        &self,
-        table: &RouteTable,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, table: &RouteTable, key: Key) -> Seen {
         Ok(observed_table(table, key))
     }
 }
@@ -330,25 +326,15 @@ impl Ec2Listing for RouteTables {
 impl Kit for RouteTables {
     const KIND: Kind = ROUTE_TABLE;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeRouteTables",
-        "ec2:CreateRouteTable",
-        "ec2:CreateTags",
-        "ec2:CreateRoute",
-        "ec2:ReplaceRoute",
-        "ec2:DeleteRoute",
-        "ec2:AssociateRouteTable",
-        "ec2:ReplaceRouteTableAssociation",
-        "ec2:DisassociateRouteTable",
-        "ec2:DeleteRouteTable",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeRouteTables, CreateRouteTable, CreateTags, CreateRoute, ReplaceRoute,
+            DeleteRoute, AssociateRouteTable, ReplaceRouteTableAssociation, DisassociateRouteTable,
+            DeleteRouteTable;
     ];
     /// The create carries a client token.
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     const DUPLICATE_CODES: &'static [&'static str] = &["IdempotentParameterMismatch"];
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let vpc = TableValues::read(request.attrs)?.vpc_id;
         let call = self.aws.ec2().await.create_route_table();
         let output = send_once!(
@@ -371,7 +357,7 @@ impl Kit for RouteTables {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let fields = TableValues::read(request.attrs)?;
         let routes = fields.routes.clone();
         self.sync_routes(&resource.id, &set_of(resource.attrs.get(ROUTES)), &routes)
@@ -396,10 +382,7 @@ impl Kit for RouteTables {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let current = request.current;
         let fields = TableValues::read(request.attrs)?;
         let mut resource = updated(&request);
@@ -426,11 +409,7 @@ impl Kit for RouteTables {
         Ok(resource)
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         if let Some(AttrValue::Map(associations)) = current.attrs.get(ASSOCIATIONS) {
             self.sync_subnets(&current.id, associations, &BTreeSet::new())
                 .await?;

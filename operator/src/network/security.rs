@@ -20,12 +20,12 @@ use aws_sdk_ec2::types::{
 use plinth_crds::DataPlatformSpec;
 
 use super::{SECURITY_GROUP, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, ignore, set_of, updated};
+use crate::aws::deletion;
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, ignore, set_of, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{SendError, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Scope, UpdateRequest,
+    Kind, ObservedResource, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -295,7 +295,7 @@ impl SecurityGroups {
 }
 
 impl Component<Intent> for SecurityGroups {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         desired_groups(spec)
     }
 }
@@ -304,11 +304,7 @@ impl Component<Intent> for SecurityGroups {
 impl Ec2Listing for SecurityGroups {
     type Item = SecurityGroup;
 
-    async fn observed(
-        &self,
-        group: &SecurityGroup,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, group: &SecurityGroup, key: Key) -> Seen {
         Ok(observed_group(group, key))
     }
 }
@@ -317,22 +313,14 @@ impl Ec2Listing for SecurityGroups {
 impl Kit for SecurityGroups {
     const KIND: Kind = SECURITY_GROUP;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeSecurityGroups",
-        "ec2:CreateSecurityGroup",
-        "ec2:CreateTags",
-        "ec2:AuthorizeSecurityGroupIngress",
-        "ec2:AuthorizeSecurityGroupEgress",
-        "ec2:RevokeSecurityGroupIngress",
-        "ec2:RevokeSecurityGroupEgress",
-        "ec2:DeleteSecurityGroup",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeSecurityGroups, CreateSecurityGroup, CreateTags,
+            AuthorizeSecurityGroupIngress, AuthorizeSecurityGroupEgress,
+            RevokeSecurityGroupIngress, RevokeSecurityGroupEgress, DeleteSecurityGroup;
     ];
     /// The name is unique in the VPC.
     const DUPLICATE_CODES: &'static [&'static str] = &["InvalidGroup.Duplicate"];
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = GroupValues::read(request.attrs)?;
         let (vpc, description) = (fields.vpc_id, fields.description);
         let name = request.name(NAME_LEN);
@@ -360,7 +348,7 @@ impl Kit for SecurityGroups {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let fields = GroupValues::read(request.attrs)?;
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
             let desired = fields.rules(egress).clone();
@@ -378,10 +366,7 @@ impl Kit for SecurityGroups {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let fields = GroupValues::read(request.attrs)?;
         for (field, egress) in [(INGRESS, false), (EGRESS, true)] {
             if request.changed.iter().any(|f| f == field) {
@@ -397,11 +382,7 @@ impl Kit for SecurityGroups {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.delete_security_group();
         let result = call.group_id(&current.id).send().await;
         deletion(result, "InvalidGroup.NotFound", Deletion::Gone)

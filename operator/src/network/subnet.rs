@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, Subnet, SubnetState};
 
 use super::{SUBNET, cidr, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, updated};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{SendError, classify, deletion};
+use crate::aws::{classify, deletion};
 use crate::engine::{
     ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    Kind, Lifecycle, ObservedResource, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -63,11 +63,7 @@ fn lifecycle(state: Option<&SubnetState>) -> Lifecycle {
 impl Ec2Listing for Subnets {
     type Item = Subnet;
 
-    async fn observed(
-        &self,
-        subnet: &Subnet,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, subnet: &Subnet, key: Key) -> Seen {
         let Some(id) = subnet.subnet_id() else {
             return Ok(None);
         };
@@ -92,19 +88,12 @@ impl Ec2Listing for Subnets {
 impl Kit for Subnets {
     const KIND: Kind = SUBNET;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeSubnets",
-        "ec2:CreateSubnet",
-        "ec2:CreateTags",
-        "ec2:ModifySubnetAttribute",
-        "ec2:DeleteSubnet",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeSubnets, CreateSubnet, CreateTags, ModifySubnetAttribute, DeleteSubnet;
     ];
     /// The CIDR is unique in the VPC: a second create of ours is refused as a conflict.
     const DUPLICATE_CODES: &'static [&'static str] = &["InvalidSubnet.Conflict"];
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = SubnetValues::read(request.attrs)?;
         let (vpc, cidr, az) = (fields.vpc_id, fields.cidr_block, fields.availability_zone);
         let call = self.aws.ec2().await.create_subnet();
@@ -130,7 +119,7 @@ impl Kit for Subnets {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let public = SubnetValues::read(request.attrs)?.map_public_ip_on_launch;
         if resource.attrs.get(MAP_PUBLIC_IP_ON_LAUNCH) != Some(&AttrValue::Bool(public)) {
             self.set_public_ip(&resource.id, public).await?;
@@ -141,10 +130,7 @@ impl Kit for Subnets {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         if request.changed.iter().any(|f| f == MAP_PUBLIC_IP_ON_LAUNCH) {
             let public = SubnetValues::read(request.attrs)?.map_public_ip_on_launch;
             self.set_public_ip(&request.current.id, public).await?;
@@ -152,11 +138,7 @@ impl Kit for Subnets {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.delete_subnet().subnet_id(&current.id);
         deletion(
             call.send().await,
@@ -177,7 +159,7 @@ fn subnet(key: crate::engine::Key, cidr: String, az: &str) -> DesiredResource {
 }
 
 impl Component<Intent> for Subnets {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         let vpc = vpc_cidr(spec, SUBNET)?;
         let zones = &spec.network.availability_zones;
         let carved = cidr::carve(vpc, zones.len()).map_err(|e| DesiredError::Invalid {

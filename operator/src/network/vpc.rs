@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
 
 use super::{VPC, check_region, keys, vpc_cidr};
-use crate::aws::kit::{Ec2Listing, Kit, updated};
+use crate::aws::kit::{Deleted, Ec2Listing, Kit, Made, Seen, Sent, updated};
 use crate::aws::tags::tag_specification;
-use crate::aws::{SendError, classify, deletion};
+use crate::aws::{classify, deletion};
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, Key, Kind, Lifecycle,
+    ObservedResource, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::{driver, send_once};
@@ -41,11 +41,7 @@ driver!(
 impl Ec2Listing for Vpc {
     type Item = aws_sdk_ec2::types::Vpc;
 
-    async fn observed(
-        &self,
-        vpc: &Self::Item,
-        key: Key,
-    ) -> Result<Option<ObservedResource>, ActError> {
+    async fn observed(&self, vpc: &Self::Item, key: Key) -> Seen {
         let Some(id) = vpc.vpc_id() else {
             return Ok(None);
         };
@@ -71,18 +67,11 @@ impl Ec2Listing for Vpc {
 impl Kit for Vpc {
     const KIND: Kind = VPC;
     // Tags in the create call (TagSpecifications) are authorized as ec2:CreateTags.
-    const IAM_ACTIONS: &'static [&'static str] = &[
-        "ec2:DescribeVpcs",
-        "ec2:DescribeVpcAttribute",
-        "ec2:CreateVpc",
-        "ec2:CreateTags",
-        "ec2:ModifyVpcAttribute",
-        "ec2:DeleteVpc",
+    const IAM_ACTIONS: &'static [&'static str] = crate::actions![
+        ec2: DescribeVpcs, DescribeVpcAttribute, CreateVpc, CreateTags, ModifyVpcAttribute,
+            DeleteVpc;
     ];
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let cidr = VpcValues::read(request.attrs)?.cidr_block;
         let call = self.aws.ec2().await.create_vpc().cidr_block(cidr);
         let output = send_once!(
@@ -101,7 +90,7 @@ impl Kit for Vpc {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let fields = VpcValues::read(request.attrs)?;
         for (field, value) in [
             (ENABLE_DNS_SUPPORT, fields.enable_dns_support),
@@ -115,10 +104,7 @@ impl Kit for Vpc {
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let fields = VpcValues::read(request.attrs)?;
         for (field, value) in [
             (ENABLE_DNS_SUPPORT, fields.enable_dns_support),
@@ -132,11 +118,7 @@ impl Kit for Vpc {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.ec2().await.delete_vpc().vpc_id(&current.id);
         deletion(call.send().await, "InvalidVpcID.NotFound", Deletion::Gone)
     }
@@ -186,7 +168,7 @@ impl Vpc {
 }
 
 impl Component<Intent> for Vpc {
-    fn desired(&self, spec: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, spec: &Intent) -> Wanted {
         check_region(spec, &self.aws, VPC)?;
         let cidr = vpc_cidr(spec, VPC)?;
         let fields = VpcFields {

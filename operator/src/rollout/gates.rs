@@ -17,10 +17,10 @@ use super::health::{ScalingActivity, ServingHealth, TargetHealth};
 use super::machine::{Gates, GreenTargets};
 
 /// The AWS actions [`observe`] and [`serving_health`] call, for the operator's IAM policy.
-pub const IAM_ACTIONS: &[&str] = &[
-    "elasticloadbalancing:DescribeTargetHealth",
-    "cloudwatch:DescribeAlarms",
-    "autoscaling:DescribeScalingActivities",
+pub const IAM_ACTIONS: &[&str] = crate::actions![
+    elasticloadbalancing: DescribeTargetHealth;
+    cloudwatch: DescribeAlarms;
+    autoscaling: DescribeScalingActivities;
 ];
 
 /// Scaling activities read when a revision does not serve: the newest few say why.

@@ -19,12 +19,12 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LISTENER, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{SendError, classify, deletion};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{classify, deletion};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 
@@ -32,14 +32,9 @@ use crate::intent::Intent;
 pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 
 /// The IAM actions this driver's calls need.
-const IAM_ACTIONS: &[&str] = &[
-    "elasticloadbalancing:DescribeLoadBalancers",
-    "elasticloadbalancing:DescribeListeners",
-    "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:CreateListener",
-    "elasticloadbalancing:AddTags",
-    "elasticloadbalancing:ModifyListener",
-    "elasticloadbalancing:DeleteListener",
+const IAM_ACTIONS: &[&str] = crate::actions![
+    elasticloadbalancing: DescribeLoadBalancers, DescribeListeners, DescribeTags, CreateListener,
+        AddTags, ModifyListener, DeleteListener;
 ];
 
 driver!(
@@ -318,18 +313,14 @@ impl Listeners {
 }
 
 impl Component<Intent> for Listeners {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_listeners(intent))
     }
 }
 
 #[async_trait]
 impl Listing for Listeners {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         self.read(select.scope(), reads).await
     }
 }
@@ -342,10 +333,7 @@ impl Kit for Listeners {
     /// other settings is `DuplicateListener`: ours is found by its tags.
     const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateListener"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = ListenerValues::read(request.attrs)?;
         let call = self.aws.elbv2().await.create_listener();
         let output = crate::send_once!(
@@ -368,10 +356,7 @@ impl Kit for Listeners {
         })?)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let changed = |field: &str| request.changed.iter().any(|c| c == field);
         let fields = ListenerValues::read(request.attrs)?;
         let mut call = self
@@ -396,11 +381,7 @@ impl Kit for Listeners {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.elbv2().await.delete_listener();
         let result = call.listener_arn(&current.id).send().await;
         deletion(result, "ListenerNotFound", Deletion::Gone)

@@ -19,13 +19,13 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 
 use super::{LOAD_BALANCER, NAME_LEN, create_tags, front, key_of, keys};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::{LostAnswer, SendError, classify, deletion};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::{LostAnswer, classify, deletion};
 use crate::driver;
 use crate::engine::fields::owned;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind, Lifecycle,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::network;
@@ -39,18 +39,12 @@ pub const VPC_ID: &str = "vpc_id";
 const DROP_INVALID_ATTRIBUTE: &str = "routing.http.drop_invalid_header_fields.enabled";
 
 /// The IAM actions this driver's calls need.
-const IAM_ACTIONS: &[&str] = &[
-    "elasticloadbalancing:DescribeLoadBalancers",
-    "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:DescribeLoadBalancerAttributes",
-    "elasticloadbalancing:CreateLoadBalancer",
-    "elasticloadbalancing:AddTags",
-    "elasticloadbalancing:ModifyLoadBalancerAttributes",
-    "elasticloadbalancing:SetSubnets",
-    "elasticloadbalancing:SetSecurityGroups",
-    "elasticloadbalancing:DeleteLoadBalancer",
-    // CreateLoadBalancer makes the service-linked role on first use in an account.
-    "iam:CreateServiceLinkedRole",
+// CreateLoadBalancer makes the service-linked role on first use in an account.
+const IAM_ACTIONS: &[&str] = crate::actions![
+    elasticloadbalancing: DescribeLoadBalancers, DescribeTags, DescribeLoadBalancerAttributes,
+        CreateLoadBalancer, AddTags, ModifyLoadBalancerAttributes, SetSubnets, SetSecurityGroups,
+        DeleteLoadBalancer;
+    iam: CreateServiceLinkedRole;
 ];
 
 driver!(
@@ -203,18 +197,14 @@ impl LoadBalancers {
 }
 
 impl Component<Intent> for LoadBalancers {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(vec![desired_load_balancer(intent)])
     }
 }
 
 #[async_trait]
 impl Listing for LoadBalancers {
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         self.read(select.scope(), reads).await
     }
 }
@@ -229,10 +219,7 @@ impl Kit for LoadBalancers {
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateLoadBalancerName"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = BalancerValues::read(request.attrs)?;
         let call = self.aws.elbv2().await.create_load_balancer();
         let output = crate::send_once!(
@@ -260,17 +247,14 @@ impl Kit for LoadBalancers {
         &self,
         mut resource: ObservedResource,
         request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    ) -> Made {
         let value = BalancerValues::read(request.attrs)?.drop_invalid_header_fields;
         self.set_drop_invalid(&resource.id, value).await?;
         resource = resource.attr(DROP_INVALID_HEADER_FIELDS, value);
         Ok(resource)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         let arn = &request.current.id;
         let fields = BalancerValues::read(request.attrs)?;
         for field in request.changed {
@@ -312,11 +296,7 @@ impl Kit for LoadBalancers {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         // The listeners go with it; its network interfaces linger a little, so the security
         // group's and subnets' deletes may answer DependencyViolation (retried) for a while.
         let call = self.aws.elbv2().await.delete_load_balancer();

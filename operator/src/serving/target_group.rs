@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
 use super::{NAME_LEN, REVISION_TAG, TARGET_GROUP, create_tags, key_of, keys, tags_of};
-use crate::aws::kit::{Kit, Listing, Select, updated};
-use crate::aws::tagging::{GET_RESOURCES, tagged};
-use crate::aws::{LostAnswer, SendError, classify, error_code};
+use crate::aws::kit::{Deleted, Kit, Listed, Listing, Made, Select, Sent, updated};
+use crate::aws::tagging::tagged;
+use crate::aws::{LostAnswer, classify, error_code};
 use crate::driver;
 use crate::engine::{
-    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredError, DesiredResource, Key,
-    Kind, Lifecycle, ObservedResource, Reads, Scope, UpdateRequest,
+    ActError, AttrValue, Component, CreateRequest, Deletion, DesiredResource, Key, Kind, Lifecycle,
+    ObservedResource, Reads, Scope, UpdateRequest, Wanted,
 };
 use crate::intent::Intent;
 use crate::network;
@@ -44,14 +44,10 @@ pub const HC_MATCHER: &str = "matcher";
 const HEALTHY_CODES: &str = "200-299";
 
 /// The IAM actions this driver's calls need.
-const IAM_ACTIONS: &[&str] = &[
-    GET_RESOURCES,
-    "elasticloadbalancing:DescribeTargetGroups",
-    "elasticloadbalancing:DescribeTags",
-    "elasticloadbalancing:CreateTargetGroup",
-    "elasticloadbalancing:AddTags",
-    "elasticloadbalancing:ModifyTargetGroup",
-    "elasticloadbalancing:DeleteTargetGroup",
+const IAM_ACTIONS: &[&str] = crate::actions![
+    tag: GetResources;
+    elasticloadbalancing: DescribeTargetGroups, DescribeTags, CreateTargetGroup, AddTags,
+        ModifyTargetGroup, DeleteTargetGroup;
 ];
 
 driver!(
@@ -306,7 +302,7 @@ fn observed_of(key: Key, group: &TargetGroup, revision: Option<&str>) -> Option<
 }
 
 impl Component<Intent> for TargetGroups {
-    fn desired(&self, intent: &Intent) -> Result<Vec<DesiredResource>, DesiredError> {
+    fn desired(&self, intent: &Intent) -> Wanted {
         Ok(desired_target_groups(intent))
     }
 }
@@ -316,11 +312,7 @@ impl Listing for TargetGroups {
     /// The platform's groups through the tagging API (old revisions' too, for cleanup); one
     /// component's by its deterministic name (strongly consistent: what a lost create looks
     /// for).
-    async fn list(
-        &self,
-        select: Select<'_>,
-        reads: &Reads,
-    ) -> Result<Vec<ObservedResource>, ActError> {
+    async fn list(&self, select: Select<'_>, reads: &Reads) -> Listed {
         match select {
             Select::Platform(scope) => self.tagged(scope, reads).await,
             Select::Component(scope, key) => {
@@ -339,10 +331,7 @@ impl Kit for TargetGroups {
     const LOST_ANSWER: LostAnswer = LostAnswer::SendAgain;
     const DUPLICATE_CODES: &'static [&'static str] = &["DuplicateTargetGroupName"];
 
-    async fn send_create(
-        &self,
-        request: &CreateRequest<'_>,
-    ) -> Result<ObservedResource, SendError> {
+    async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {
         let fields = TargetGroupValues::read(request.attrs)?;
         let (vpc, revision) = (fields.vpc_id, fields.revision);
         let health = Some(fields.health_check);
@@ -376,10 +365,7 @@ impl Kit for TargetGroups {
         })?)
     }
 
-    async fn update_in_place(
-        &self,
-        request: UpdateRequest<'_>,
-    ) -> Result<ObservedResource, ActError> {
+    async fn update_in_place(&self, request: UpdateRequest<'_>) -> Made {
         if let Some(other) = request.changed.iter().find(|f| *f != HEALTH_CHECK) {
             return Err(ActError::refused(
                 "PlinthNotUpdatable",
@@ -412,11 +398,7 @@ impl Kit for TargetGroups {
         Ok(updated(&request))
     }
 
-    async fn send_delete(
-        &self,
-        current: &ObservedResource,
-        _scope: &Scope,
-    ) -> Result<Deletion, ActError> {
+    async fn send_delete(&self, current: &ObservedResource, _scope: &Scope) -> Deleted {
         let call = self.aws.elbv2().await.delete_target_group();
         match call.target_group_arn(&current.id).send().await {
             Ok(_) => Ok(Deletion::Gone),
