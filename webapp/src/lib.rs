@@ -9,6 +9,7 @@ pub mod config;
 pub mod database;
 pub mod error;
 pub mod metrics;
+pub mod migrations;
 pub mod records;
 pub mod routes;
 pub mod secrets;
