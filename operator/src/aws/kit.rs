@@ -106,6 +106,11 @@ pub trait Kit: Listing + Send + Sync {
     /// The codes AWS answers a create of something that exists already with (then the
     /// platform's own is found again, and anything else is a refusal).
     const DUPLICATE_CODES: &'static [&'static str] = &[];
+    /// Whether a resource of the component's key that AWS is deleting is left out when a create
+    /// looks for what it made: for kinds whose delete takes long and whose name can be taken
+    /// again meanwhile (an Aurora cluster or instance), that one is an older resource. Other
+    /// kinds take it, and the engine waits for its delete before making it again.
+    const SKIP_DELETING: bool = false;
 
     /// Sends the create once, tagged in the same call, with the SDK's retries off
     /// ([`no_retries!`](crate::no_retries)): the kit retries it, looking first.
@@ -190,8 +195,8 @@ impl<K: Kit> Driver for K {
 }
 
 /// The resource of `key`, read afresh: what a create that lost its answer made, or a
-/// duplicate-name answer's resource. One being deleted is an older one, not what the create
-/// made.
+/// duplicate-name answer's resource. One being deleted counts only for a kind that does not
+/// [`SKIP_DELETING`](Kit::SKIP_DELETING).
 pub async fn find<K: Kit>(
     kind: &K,
     scope: &Scope,
@@ -200,9 +205,8 @@ pub async fn find<K: Kit>(
     let found = kind
         .list(Select::Component(scope, key), &Reads::new())
         .await?;
-    Ok(found
-        .into_iter()
-        .find(|r| &r.key == key && r.lifecycle != Lifecycle::Deleting))
+    let usable = |r: &ObservedResource| !(K::SKIP_DELETING && r.lifecycle == Lifecycle::Deleting);
+    Ok(found.into_iter().find(|r| &r.key == key && usable(r)))
 }
 
 /// How a kind lists the platform's resources: the one piece of a [`Kit`] every EC2 kind gets

@@ -335,6 +335,7 @@ impl Listing for DbCluster {
 #[async_trait]
 impl Kit for DbCluster {
     const KIND: Kind = DB_CLUSTER;
+    const SKIP_DELETING: bool = true;
     const DUPLICATE_CODES: &'static [&'static str] = &["DBClusterAlreadyExistsFault"];
 
     async fn send_create(&self, request: &CreateRequest<'_>) -> Sent {

@@ -177,6 +177,7 @@ impl Listing for DbInstances {
 #[async_trait]
 impl Kit for DbInstances {
     const KIND: Kind = DB_INSTANCE;
+    const SKIP_DELETING: bool = true;
     const DUPLICATE_CODES: &'static [&'static str] =
         &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"];
 
