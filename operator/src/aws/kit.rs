@@ -77,6 +77,11 @@ impl Select<'_> {
         }
     }
 
+    /// The resources of `found` the selection takes.
+    pub fn keep(&self, found: impl IntoIterator<Item = ObservedResource>) -> Vec<ObservedResource> {
+        found.into_iter().filter(|r| self.wants(&r.key)).collect()
+    }
+
     /// The EC2 describe filters that select it.
     pub fn ec2_filters(&self) -> Vec<Filter> {
         match self {

@@ -169,8 +169,7 @@ impl Component<Intent> for DbInstances {
 #[async_trait]
 impl Listing for DbInstances {
     async fn list(&self, select: Select<'_>, _: &Reads) -> Listed {
-        let found = self.of_platform(select.scope()).await?;
-        Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
+        Ok(select.keep(self.of_platform(select.scope()).await?))
     }
 }
 

@@ -133,8 +133,7 @@ impl Component<Intent> for DatabaseSecret {
 #[async_trait]
 impl Listing for DatabaseSecret {
     async fn list(&self, select: Select<'_>, _: &Reads) -> Listed {
-        let found = self.of_platform(select.scope()).await?;
-        Ok(found.into_iter().filter(|r| select.wants(&r.key)).collect())
+        Ok(select.keep(self.of_platform(select.scope()).await?))
     }
 }
 

@@ -316,8 +316,7 @@ impl Listing for Subscriptions {
         let Some(tag) = tags.get(SUBSCRIPTION_TAG) else {
             return Ok(Vec::new());
         };
-        let found = self.subscription(&topic, tag).await?;
-        Ok(found.into_iter().filter(|s| select.wants(&s.key)).collect())
+        Ok(select.keep(self.subscription(&topic, tag).await?))
     }
 }
 
