@@ -101,12 +101,23 @@ impl PrivateEmulator {
     /// The last `lines` lines of the emulator's log (its data plane's reports and tracebacks),
     /// for a failing test's message: CI keeps the output, not the stack's log directory.
     pub fn log_tail(&self, lines: usize) -> String {
+        self.last_log_lines(lines, |_| true)
+    }
+
+    /// The last `lines` lines of the emulator's log that contain one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str], lines: usize) -> String {
+        self.last_log_lines(lines, |line| {
+            needles.iter().any(|needle| line.contains(needle))
+        })
+    }
+
+    fn last_log_lines(&self, lines: usize, keep: impl Fn(&str) -> bool) -> String {
         let Some(text) = self.log.as_ref().and_then(|path| std::fs::read(path).ok()) else {
             return "(no emulator log)".to_owned();
         };
         let text = String::from_utf8_lossy(&text);
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let kept: Vec<&str> = text.lines().filter(|line| keep(line)).collect();
+        kept[kept.len().saturating_sub(lines)..].join("\n")
     }
 
     /// SDK configuration for this emulator, with the stack's dummy credentials.

@@ -8,7 +8,8 @@
 //!
 //! Time: the emulator's service clocks run `TIME_SCALE` times AWS's (a one-minute alarm period
 //! lasts 3 s) and the controller's rollout durations `ROLLOUT_SCALE` times the spec's, so the
-//! CRD's minimums stay as they are. Instances boot as fast as they boot.
+//! CRD's minimums stay as they are. Instances boot as fast as they boot; the emulator counts
+//! neither the boot nor the app's answer against its scaled health checks (its README, "Time").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +37,8 @@ const CONVERGE: Duration = Duration::from_secs(240);
 const BUCKET: &str = "plinth-artifacts";
 /// Lines of the emulator's log a failure message ends with.
 const LOG_TAIL: usize = 60;
+/// Lines of the data plane's timeline a failure message begins with.
+const TIMELINE: usize = 40;
 
 struct Rig {
     emulator: PrivateEmulator,
@@ -155,8 +158,13 @@ impl Rig {
             .await
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
             .unwrap_or_else(|e| e.to_string());
+        // First, as CI shows a failure's beginning: what the targets, instances and alarms went
+        // through (the data plane's one-line-per-change log).
+        let timeline = self
+            .emulator
+            .log_lines_with(&["health: ", "boot: ", "state: "], TIMELINE);
         format!(
-            "status: {status}; events: {events:#?}; data plane: {plane}; emulator log {:?} ends:\n{}",
+            "data plane timeline (epoch seconds):\n{timeline}\nstatus: {status}; events: {events:#?}; data plane: {plane}; emulator log {:?} ends:\n{}",
             self.emulator.log,
             self.emulator.log_tail(LOG_TAIL)
         )

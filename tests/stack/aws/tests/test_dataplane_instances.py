@@ -324,3 +324,22 @@ def test_an_instance_seen_before_moto_names_its_group_joins_the_group_on_a_later
     assert launches == ["Launching a new EC2 instance: i-0123"]
     instances._join_group(record, instance)  # once only
     assert len(activities.of("123456789012", REGION, "asg-web")) == 1
+
+
+def test_a_target_registers_once_its_instance_has_booted_below_scale_one(tmp_path):
+    """Below scale 1 the load balancer reaches an instance only once its boot has finished (or
+    failed): a boot's real seconds must not count twenty-fold against the scaled health checks.
+    At scale 1 it is checked from the start, as on AWS. No server: the record is the data
+    plane's own object."""
+    from plinth_aws.dataplane.instances import InstanceRecord, registered_address
+
+    record = InstanceRecord("i-0123", "123456789012", REGION, "asg-web", tmp_path, 0.0, address="127.77.0.9")
+    assert registered_address(record, 0.05) is None, "booting: registration in progress"
+    assert registered_address(record, 1.0) == "127.77.0.9", "at scale 1 a booting instance is checked"
+    record.failure = "RuntimeError: the netns could not be made"
+    assert registered_address(record, 0.05) == "127.77.0.9", "a failed boot is checked (and fails)"
+    record.failure = None
+    record.state = "running"
+    assert registered_address(record, 0.05) == "127.77.0.9"
+    record.state = "stopping"
+    assert registered_address(record, 0.05) is None

@@ -122,7 +122,7 @@ PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)$")
 
 
 def _log(message: str) -> None:
-    print(f"plinth-aws alarms: {message}", file=sys.stderr)
+    print(f"plinth-aws alarms: {message}", file=sys.stderr, flush=True)
 
 
 class Unsupported(Exception):
@@ -283,6 +283,7 @@ class AlarmEvaluator:
         data = _reason_data(decision, spec, points, now)
         alarm.update_state(reason, json.dumps(data, separators=(",", ":")), decision.state)
         record.state = decision.state
+        _log(f"state: {alarm.name} {old} -> {decision.state} at {time.time():.1f}: {reason}")
         self._act(account, region, alarm, old, record, now, scale)
 
     # -- actions -------------------------------------------------------------------------------

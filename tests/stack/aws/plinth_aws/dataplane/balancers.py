@@ -16,8 +16,9 @@ HAProxy 2.6 in master-worker mode (`-W -S <master socket>`), started through `Ho
   https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-listeners.html
   https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_RedirectActionConfig.html
 - each target group a listener forwards to is a backend with the group's health check: path,
-  port (`traffic-port` or a number), protocol, interval and timeout (scaled by
-  `data_plane.time_scale`; the timeout never below a second), HealthyThresholdCount as `rise`, UnhealthyThresholdCount as `fall`,
+  port (`traffic-port` or a number), protocol, interval (scaled by `data_plane.time_scale`),
+  timeout (not scaled: it bounds how long the app takes to answer, real time at any scale;
+  never below a second), HealthyThresholdCount as `rise`, UnhealthyThresholdCount as `fall`,
   the `Matcher` codes ("200", "200-299", "200,202": HAProxy's `http-check expect status` takes
   AWS's syntax as it is). A check is `GET <path> HTTP/1.1` with `Host: <address>:<port>` of the
   target and `User-Agent: ELB-HealthChecker/2.0`, as AWS sends it. Requests go round robin
@@ -77,6 +78,9 @@ What is not modelled, or differs:
 - Network and Gateway Load Balancers (only `application` ones get a proxy).
 - Security groups, subnets and zones: every listener is reachable from this machine; no
   cross-zone or zonal behaviour, one "node" per balancer.
+- A target's registration completes when its instance has booted, under a time scale below 1
+  (`Instances.address_of`: a real boot would otherwise count twenty-fold against the scaled
+  health checks); until then it is `initial` (`Elb.RegistrationInProgress`).
 - A new target needs HealthyThresholdCount passing checks (the brief's choice; AWS's guide now
   says one passing check makes a newly registered target healthy). Its `unhealthy` verdict,
   before it was ever up, is timed (`fall` intervals of failing checks): HAProxy counts no
@@ -110,8 +114,8 @@ from .host import Host, HostError
 MAX_SOCKET_PATH = 100
 # Health checks faster than this would only load the machine; AWS's own floor is 5 s.
 MIN_INTERVAL = 0.2
-# A check's timeout is not scaled below a second: the app on an instance here shares two cores
-# with everything else, and a check AWS would pass (2 s at the least) must not fail for time.
+# A check's timeout is never under a second (AWS's own floor is 2 s): the app on an instance here
+# shares two cores with everything else.
 MIN_TIMEOUT = 1.0
 START_TIMEOUT = 10.0
 RELOAD_TIMEOUT = 10.0
@@ -700,7 +704,8 @@ def _group_spec(group, time_scale: float) -> _GroupSpec:
         port=str(group.health_check_port or "traffic-port"),
         path=group.health_check_path or "/",
         interval=_number(group.health_check_interval_seconds, 30) * time_scale,
-        timeout=_number(group.health_check_timeout_seconds, 5) * time_scale,
+        # Not scaled: it bounds the app's answer, which takes real time at any scale.
+        timeout=_number(group.health_check_timeout_seconds, 5),
         healthy_threshold=int(_number(group.healthy_threshold_count, 5)),
         unhealthy_threshold=int(_number(group.unhealthy_threshold_count, 2)),
         matcher=str(matcher.get("HttpCode") or "200"),
@@ -1287,6 +1292,14 @@ class Balancers:
                 health[target] = observe(
                     track, row.get("status", ""), row.get("check_status", ""), row.get("check_code", ""), now, spec.fall_window
                 )
+            for target, state in health.items():
+                before = proxy.health.get(target)
+                if before is None or before[:2] != state[:2]:
+                    # One line per change, so a failure's report can tell what a target went
+                    # through and when (the emulator log's lines carry no time of their own).
+                    group = target[0].split("/")[-2] if target[0].count("/") >= 2 else target[0]
+                    reason = f" ({state[1]})" if state[1] else ""
+                    log(f"health: {group} {target[1]} {state[0]}{reason} at {time.time():.1f}")
             proxy.health = health
             proxy.polled_at = now
 

@@ -240,8 +240,23 @@ class Instances:
     # -- what the rest of the data plane asks ---------------------------------------------------
 
     def address_of(self, instance_id: str) -> str | None:
+        """The instance's address as its target groups' load balancer reaches it, once its
+        registration has completed.
+
+        Under a time scale below 1 that is when the instance has booted (cloud-init finished, or
+        the boot failed): the boot takes real seconds, which the balancer's scaled clock would
+        count twenty-fold (at 0.05) against the target's health checks, so a 4 s boot would be
+        an 80 s one and a loaded machine's 15 s boot would outlast a 3-minute alarm. On AWS an
+        instance boots in well under the health checks' and alarms' windows. At scale 1 the
+        target is checked from the start, as there."""
         record = self._records.get(instance_id)
-        return record.address if record is not None and record.state in ("booting", "running") else None
+        return registered_address(record, self._scale()) if record is not None else None
+
+    def _scale(self) -> float:
+        try:
+            return float(self._time_scale())
+        except Exception:
+            return 1.0
 
     def cpu_seconds(self) -> dict[str, tuple[str, str, str | None, float]]:
         """instance id -> (account, region, group, CPU seconds used so far), live instances."""
@@ -354,6 +369,7 @@ class Instances:
         console = self.logs / record.instance_id / "console.log"
         try:
             with self._boots:
+                slot = time.monotonic()
                 self._prepare(record, details)
                 if record.state != "booting":
                     return
@@ -364,6 +380,13 @@ class Instances:
             with record.lock:
                 if record.state == "booting":
                     record.state = "running"
+            now = time.monotonic()
+            print(
+                f"dataplane: boot: {record.instance_id} waited {slot - record.first_seen:.1f} s for a slot, "
+                f"booted in {now - slot:.1f} s (cloud-init exit {record.cloud_init_exit}) at {time.time():.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
             self._follow_requests(record)
         except Exception as error:
             record.failure = f"{type(error).__name__}: {error}"
@@ -674,7 +697,7 @@ class Instances:
             for group in list(backend.autoscaling_groups.values()):
                 if group.health_check_type != "ELB" or not group.target_group_arns:
                     continue
-                grace = float(group.health_check_grace_period or 0) * self._time_scale()
+                grace = float(group.health_check_grace_period or 0) * self._scale()
                 for state in list(group.instance_states):
                     record = self._records.get(state.instance.id)
                     if record is None or record.state not in ("booting", "running"):
@@ -711,6 +734,16 @@ class Instances:
             backend.terminate_instance(instance_id, should_decrement=False)
         except Exception as error:
             print(f"dataplane: replacing {instance_id}: {error}", file=sys.stderr)
+
+
+def registered_address(record: InstanceRecord, scale: float) -> str | None:
+    """The address a target group reaches `record` at, or None while its registration is in
+    progress or once it is stopping (`Instances.address_of` says why the boot counts)."""
+    if record.state not in ("booting", "running"):
+        return None
+    if record.state == "booting" and record.failure is None and scale < 1:
+        return None
+    return record.address
 
 
 def fcntl_lock(handle) -> None:
