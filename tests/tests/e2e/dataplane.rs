@@ -417,6 +417,23 @@ async fn the_example_platform_serves_and_rolls_out_without_losing_a_request() {
         {"type": "Reading", "sensor": "b", "value": 2.5},
         {"type": "Reading", "sensor": "c", "value": 3.5}
     ]);
+    // The service's metrics are not public through the load balancer's listener; an admin key
+    // reads them (webapp/src/routes/health.rs says why).
+    let metrics = |key: Option<String>| {
+        let mut request = endpoint.http.get(endpoint.url("/metrics"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    let anonymous = metrics(None)
+        .await
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    assert_eq!(anonymous.status(), 401, "an anonymous /metrics is refused");
+    let scraped = metrics(Some(key.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    assert_eq!(scraped.status(), 200, "an admin key reads /metrics");
     let job = ingest(&endpoint, &key, &records).await;
     assert_eq!(job["record_count"], 3, "{job}");
     assert_eq!(job["processed_count"], 3, "{job}");

@@ -1,5 +1,12 @@
 //! Operations endpoints: `/health` (the process answers), `/ready` (the database answers),
-//! `/metrics` (Prometheus text).
+//! `/metrics` (Prometheus text, for admin keys only).
+//!
+//! Why `/metrics` takes a key: the instances serve only through the load balancer's public
+//! listener, so an open `/metrics` would tell anyone on the internet the service's request and
+//! error rates per route, its job throughput and its database credential refreshes. A scraper
+//! gets an admin key (`Authorization: Bearer`, as Prometheus's `authorization` setting sends
+//! it). `/openapi.json` stays open: it is the API's published contract, holds no data, and is
+//! what clients generate their code from.
 
 use std::time::Duration;
 
@@ -12,6 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -60,10 +68,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiErr
     }
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text), for admin keys.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    responses(
+        (status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "Missing or invalid key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
     let text = state
         .metrics
         .encode()

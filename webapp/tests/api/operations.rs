@@ -47,15 +47,15 @@ async fn health_ready_metrics_and_openapi_answer() {
         assert!(openapi["paths"].get(path).is_some(), "{path} documented");
     }
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // /metrics is for admin keys: through the public listener it would show anyone the
+    // service's rates; a key of another role is refused, no key is unauthenticated.
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(error_code(anonymous).await, "missing_api_key");
+    let (_, _, ingest_key) = app.create_key("metrics-reader", "ingest").await;
+    let ingest = app.get("/metrics", &ingest_key).await;
+    assert_eq!(ingest.status(), 403);
+    let metrics = app.get("/metrics", ADMIN_KEY).await.text().await.unwrap();
     assert!(
         metrics.contains(
             "plinth_ingest_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"}"

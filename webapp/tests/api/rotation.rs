@@ -147,15 +147,7 @@ async fn a_password_rotation_under_load_fails_no_request() {
         statuses.len()
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get("/metrics", ADMIN_KEY).await.text().await.unwrap();
     let refreshes = metrics
         .lines()
         .find(|l| l.starts_with("plinth_ingest_db_credential_refreshes_total"))
