@@ -1,5 +1,5 @@
 //! One launch template per app revision: the revision's AMI and instance type, the app security
-//! group, the instance profile, IMDSv2 only (hop limit 1: no containers need the metadata
+//! group, the instance profile, detailed monitoring (the 60-second scaling alarms need it), IMDSv2 only (hop limit 1: no containers need the metadata
 //! service), an encrypted gp3 root volume, and cloud-init user data that installs and starts
 //! the app (see [`super::user_data`]).
 //!
@@ -17,8 +17,8 @@ use aws_sdk_ec2::types::{
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateHttpTokensState,
     LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData, Tag, TagSpecification,
-    VolumeType,
+    LaunchTemplatesMonitoringRequest, RequestLaunchTemplateData, ResourceType,
+    ResponseLaunchTemplateData, Tag, TagSpecification, VolumeType,
 };
 
 use super::user_data::{self, env};
@@ -55,6 +55,9 @@ crate::fields! {
         metadata / METADATA = "metadata": AttrValue => &'a AttrValue, immutable;
         /// The root volume (`device`, `size_gib`, `type`, `encrypted`).
         root_volume / ROOT_VOLUME = "root_volume": AttrValue => &'a AttrValue, immutable;
+        /// Detailed (1-minute) monitoring: the scaling alarms evaluate 60-second periods of
+        /// `CPUUtilization`, which basic monitoring publishes only every five minutes.
+        detailed_monitoring / DETAILED_MONITORING = "detailed_monitoring": AttrValue => bool, immutable;
         /// The app unit's environment, which the user data is rendered from.
         environment / ENVIRONMENT = "environment": AttrValue => &'a AttrValue, immutable;
         /// The app revision (its `plinth.dev/revision` tag).
@@ -129,6 +132,7 @@ pub fn desired_templates(intent: &Intent) -> Vec<DesiredResource> {
                 instance_profile: AttrValue::reference(keys::INSTANCE_PROFILE),
                 metadata: metadata(),
                 root_volume: root_volume(),
+                detailed_monitoring: true.into(),
                 environment,
                 revision: revision.id.as_str().into(),
             };
@@ -215,6 +219,10 @@ fn data_attrs(
         }
         resource = resource.attr(ROOT_VOLUME, map(entries));
     }
+    resource = resource.attr(
+        DETAILED_MONITORING,
+        data.monitoring().and_then(|m| m.enabled()).unwrap_or(false),
+    );
     let unit = data
         .user_data()
         .and_then(user_data::base64_decode)
@@ -314,6 +322,11 @@ impl Kit for LaunchTemplates {
         let user_data = encoded_user_data(request.attrs)?;
         let data = RequestLaunchTemplateData::builder()
             .image_id(image)
+            .monitoring(
+                LaunchTemplatesMonitoringRequest::builder()
+                    .enabled(fields.detailed_monitoring)
+                    .build(),
+            )
             .instance_type(InstanceType::from(instance_type))
             .set_security_group_ids(Some(groups))
             .iam_instance_profile(

@@ -980,16 +980,38 @@ async fn cpu_load_scales_the_group_out_and_back_in() {
         "scaling: back to {shrunk} {:.1} s after the load stopped",
         unloaded.elapsed().as_secs_f64()
     );
+    // Detailed monitoring: the 60-second scaling alarms get a datapoint every (scaled) minute;
+    // basic monitoring would give one per instance per five (at most 3 of these 5 minutes).
+    let points = group_cpu_points(&rig, &group, 5)
+        .await
+        .unwrap_or_else(|e| panic!("GetMetricStatistics: {e}"));
+    assert!(
+        points.len() >= 4,
+        "the group's CPU has a datapoint in at least 4 of the last 5 minutes: {points:?}"
+    );
     rig.teardown("ingest").await;
 }
 
 /// The group's `CPUUtilization` as CloudWatch holds it over the last two (scaled) minutes, for
 /// a failure message.
 async fn group_cpu(rig: &Rig, group: &str) -> String {
+    match group_cpu_points(rig, group, 2).await {
+        Ok(points) => points
+            .iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => format!("GetMetricStatistics failed: {e}"),
+    }
+}
+
+/// The group's `CPUUtilization` averages per scaled minute over the last `minutes` (scaled).
+async fn group_cpu_points(rig: &Rig, group: &str, minutes: u32) -> Result<Vec<f64>, String> {
     let now = std::time::SystemTime::now();
-    let window = Duration::from_secs_f64(120.0 * TIME_SCALE);
+    let window = Duration::from_secs_f64(60.0 * f64::from(minutes) * TIME_SCALE);
     let period = (60.0 * TIME_SCALE).round().max(1.0) as i32;
-    rig.reader
+    let out = rig
+        .reader
         .cloudwatch()
         .await
         .get_metric_statistics()
@@ -1007,14 +1029,12 @@ async fn group_cpu(rig: &Rig, group: &str) -> String {
         .statistics(aws_sdk_cloudwatch::types::Statistic::Average)
         .send()
         .await
-        .map(|out| {
-            out.datapoints()
-                .iter()
-                .map(|p| format!("{:?}", p.average()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_else(|e| format!("GetMetricStatistics failed: {e:?}"))
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(out
+        .datapoints()
+        .iter()
+        .filter_map(|p| p.average())
+        .collect())
 }
 
 async fn desired_capacity(reader: &AwsClients, group: &str) -> i32 {

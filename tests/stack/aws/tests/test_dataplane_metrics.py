@@ -43,11 +43,12 @@ class Requests:
 class Cpu:
     """The instances' side: CPU seconds used so far per instance."""
 
-    def __init__(self) -> None:
+    def __init__(self, detailed: bool = True) -> None:
         self.seconds = 0.0
+        self.detailed = detailed
 
     def cpu_seconds(self) -> dict:
-        return {"i-0abc": (ACCOUNT, REGION, "web-group", self.seconds)}
+        return {"i-0abc": (ACCOUNT, REGION, "web-group", self.seconds, self.detailed)}
 
 
 class NoDatabases:
@@ -129,6 +130,25 @@ def test_cpu_time_becomes_a_share_of_one_vcpu_per_instance_and_per_group(clock):
     points = [(tuple((x.name, x.value) for x in d.dimensions), d.value) for d in published() if d.name == "CPUUtilization"]
     assert ((("InstanceId", "i-0abc"),), 25.0) in points
     assert ((("AutoScalingGroupName", "web-group"),), 25.0) in points
+
+
+@mock_aws
+def test_without_detailed_monitoring_cpu_is_one_datapoint_per_five_minutes(clock):
+    """EC2's basic monitoring: a 60-second alarm on CPUUtilization sees four empty periods of
+    every five, which is why Plinth's launch templates turn detailed monitoring on."""
+    requests, cpu = Requests(), Cpu(detailed=False)
+    metrics = Metrics(requests, cpu, NoDatabases(), lambda: 0.1, clock=lambda: clock[0])
+    metrics.publish()
+    for _ in range(4):  # four scaled minutes (6 s each at 0.1), busy: still no datapoint
+        clock[0] += 6.0
+        cpu.seconds += 3.0
+        metrics.publish()
+        assert not [d for d in published() if d.name == "CPUUtilization"]
+    clock[0] += 6.0
+    cpu.seconds += 3.0
+    metrics.publish()
+    points = [d.value for d in published() if d.name == "CPUUtilization" and d.dimensions[0].name == "InstanceId"]
+    assert points == [50.0], "one datapoint, the five minutes' average"
 
 
 @mock_aws

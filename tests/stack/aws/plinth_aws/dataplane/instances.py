@@ -203,6 +203,8 @@ class InstanceRecord:
     db_wiring: dict[str, str] = field(default_factory=dict)  # endpoint host -> address inside
     failure: str | None = None
     in_service_since: float | None = None
+    # Detailed (1-minute) monitoring: the instance's own `Monitoring` or its launch template's.
+    detailed_monitoring: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -259,11 +261,13 @@ class Instances:
             return 1.0
 
     def cpu_seconds(self) -> dict[str, tuple[str, str, str | None, float]]:
-        """instance id -> (account, region, group, CPU seconds used so far), live instances."""
+        """instance id -> (account, region, group, CPU seconds used so far, detailed
+        monitoring), live instances."""
         with self._lock:
             records = [r for r in self._records.values() if r.state in ("booting", "running")]
         return {
-            r.instance_id: (r.account, r.region, r.group_name, Host.cgroup_cpu_seconds(r.cgroup)) for r in records
+            r.instance_id: (r.account, r.region, r.group_name, Host.cgroup_cpu_seconds(r.cgroup), r.detailed_monitoring)
+            for r in records
         }
 
     def describe(self) -> dict:
@@ -344,6 +348,7 @@ class Instances:
         self._records[instance.id] = record
         self._join_group(record, instance)
         details = _launch_details(account, region, instance)
+        record.detailed_monitoring = details["detailed_monitoring"]
         threading.Thread(target=self._boot, args=(record, details), name=f"boot-{instance.id}", daemon=True).start()
 
     def _join_group(self, record: InstanceRecord, instance) -> None:
@@ -787,6 +792,9 @@ def _launch_details(account: str, region: str, instance) -> dict:
         "hostname": f"ip-{private_ip.replace('.', '-')}.{region}.compute.internal",
         "role_name": lambda: _role_of(account, profile),
         "tokens_required": metadata.get("HttpTokens", "optional") == "required",
+        # moto's Auto Scaling launches without the template's `Monitoring`; EC2 applies it.
+        "detailed_monitoring": instance.monitoring_state.lower() == "enabled"
+        or str((template.get("Monitoring") or {}).get("Enabled", "")).lower() == "true",
     }
 
 

@@ -6,7 +6,7 @@ so alarms (`alarms.py`) evaluate what really happened:
 | `AWS/ApplicationELB` | `RequestCount`, `HTTPCode_Target_2XX/3XX/4XX/5XX_Count`, `TargetResponseTime` (every request's time) | `LoadBalancer`; `LoadBalancer` + `TargetGroup` | HAProxy's request log |
 | `AWS/ApplicationELB` | `HTTPCode_ELB_5XX_Count` | `LoadBalancer` | the same: 5xx the proxy made itself |
 | `AWS/ApplicationELB` | `HealthyHostCount`, `UnHealthyHostCount` | `LoadBalancer` + `TargetGroup` | HAProxy's health checks |
-| `AWS/EC2` | `CPUUtilization` | `InstanceId`; `AutoScalingGroupName` | each instance's cgroup, as a share of one vCPU |
+| `AWS/EC2` | `CPUUtilization` | `InstanceId`; `AutoScalingGroupName` | each instance's cgroup, as a share of one vCPU; once per 5 (scaled) minutes unless the instance has detailed monitoring (its own `Monitoring`, or its launch template's) |
 | `AWS/RDS` | `CPUUtilization` | `DBClusterIdentifier` | the cluster's MariaDB process |
 | `AWS/RDS` | `ServerlessDatabaseCapacity` | `DBClusterIdentifier` | **synthetic**: the cluster's minimum capacity (there is no Aurora Serverless scaling here) |
 
@@ -16,6 +16,7 @@ alarm math), host counts and CPU always. Datapoints are published every `interva
 horizon the alarms need is pruned so evaluation stays cheap.
 https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html
 https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/viewing_metrics_with_cloudwatch.html
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/manage-detailed-monitoring.html
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Callable
 HORIZON_MINUTES = 30
 # The instances' CPU is shared with the whole host; a datapoint is the share of one vCPU.
 VCPUS = 1.0
+# An instance without detailed monitoring publishes EC2 metrics once per this many minutes.
+BASIC_MONITORING_MINUTES = 5
 
 
 class Metrics:
@@ -48,7 +51,8 @@ class Metrics:
         self._time_scale = time_scale
         self._clock = clock
         self._last = clock()
-        self._last_cpu: dict[str, float] = {}
+        # instance id -> (when its current datapoint's span began, its CPU seconds then)
+        self._last_cpu: dict[str, tuple[float, float]] = {}
         self._last_db_cpu: dict[str, float] = {}
         self._complaints: dict[str, str] = {}
 
@@ -71,7 +75,7 @@ class Metrics:
         for name, source in [
             ("load balancer requests", lambda: self._requests(batches, stamp)),
             ("target health counts", lambda: self._hosts(batches, stamp)),
-            ("instance CPU", lambda: self._instance_cpu(batches, stamp, elapsed)),
+            ("instance CPU", lambda: self._instance_cpu(batches, stamp, now)),
             ("database CPU", lambda: self._database(batches, stamp, elapsed)),
         ]:
             try:
@@ -130,14 +134,19 @@ class Metrics:
             data.append(_datum("HealthyHostCount", dims, stamp, value=healthy, unit="Count"))
             data.append(_datum("UnHealthyHostCount", dims, stamp, value=unhealthy, unit="Count"))
 
-    def _instance_cpu(self, batches, stamp: datetime, elapsed: float) -> None:
-        seen = {}
-        for instance_id, (account, region, group, seconds) in self._instances.cpu_seconds().items():
-            seen[instance_id] = seconds
+    def _instance_cpu(self, batches, stamp: datetime, now: float) -> None:
+        basic = BASIC_MONITORING_MINUTES * 60.0 * self._time_scale()
+        seen: dict[str, tuple[float, float]] = {}
+        for instance_id, (account, region, group, seconds, detailed) in self._instances.cpu_seconds().items():
             previous = self._last_cpu.get(instance_id)
+            seen[instance_id] = previous or (now, seconds)
             if previous is None:
                 continue
-            percent = min(100.0, max(0.0, (seconds - previous) / elapsed / VCPUS * 100.0))
+            since, used = previous
+            if not detailed and now - since < basic:
+                continue  # basic monitoring: one datapoint per five minutes, their average
+            seen[instance_id] = (now, seconds)
+            percent = min(100.0, max(0.0, (seconds - used) / max(now - since, 1e-3) / VCPUS * 100.0))
             data = batches[(account, region)]["AWS/EC2"]
             data.append(_datum("CPUUtilization", (("InstanceId", instance_id),), stamp, value=percent, unit="Percent"))
             if group:
